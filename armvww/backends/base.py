@@ -1,0 +1,96 @@
+"""The backend contract every runtime family implements.
+
+A :class:`Backend` class describes one named backend (``"LiteRT"``, ``"CpuAcc"``...): it can
+say whether it is usable here (:meth:`Backend.availability`, with the reason when not) and
+open a :class:`Session` for a validated :class:`~armvww.model.Model`. A session runs int8
+tensors of exactly the model's input shape and returns the raw int8 output. Sessions are not
+thread-safe; :class:`armvww.Detector` serialises calls to its session.
+"""
+
+from __future__ import annotations
+
+import abc
+from dataclasses import dataclass, field
+from typing import Any, ClassVar
+
+import numpy as np
+
+from ..model import Model
+
+
+@dataclass(frozen=True)
+class Availability:
+    """Whether a backend can be used here, and why not when it cannot."""
+
+    name: str
+    available: bool
+    reason: str = ""
+    runtime: str = ""
+    details: dict[str, Any] = field(default_factory=dict)
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "backend": self.name,
+            "available": self.available,
+            "reason": self.reason,
+            "runtime": self.runtime,
+            **({"details": self.details} if self.details else {}),
+        }
+
+
+@dataclass(frozen=True)
+class BackendOptions:
+    """Base of the frozen option dataclasses; each family subclasses it."""
+
+    #: Backend names these options apply to (empty: every backend of the family).
+    applies_to: ClassVar[tuple[str, ...]] = ()
+
+
+class Session(abc.ABC):
+    """One loaded model on one backend. ``run`` maps an int8 input to the raw int8 output."""
+
+    #: Backend name that really runs (e.g. ``"LiteRT"``, ``"CpuAcc"``).
+    backend: str
+    #: Runtime description (package and version, e.g. ``"ai-edge-litert 2.3.0"``).
+    runtime: str
+    #: Facts worth reporting: per-layer placement, options in force, timings of the load.
+    info: dict[str, Any]
+
+    @abc.abstractmethod
+    def run(self, q: np.ndarray) -> np.ndarray:
+        """Run one int8 input of exactly the model's input shape; return the int8 output.
+
+        The caller (the Detector) has already checked dtype, shape and contiguity.
+
+        Raises:
+            BackendError: the runtime failed.
+        """
+
+    def close(self) -> None:  # noqa: B027 - optional hook
+        """Release native resources. Idempotent."""
+
+
+class Backend(abc.ABC):
+    """One named backend: availability and session factory."""
+
+    #: The name users pass (``Detector(backend=name)``).
+    name: ClassVar[str]
+    #: Options dataclass type this backend reads, if any.
+    options_type: ClassVar[type[BackendOptions] | None] = None
+
+    @classmethod
+    @abc.abstractmethod
+    def availability(cls) -> Availability:
+        """Whether this backend works here. Cached per process; must never raise or crash."""
+
+    @classmethod
+    @abc.abstractmethod
+    def open(cls, model: Model, options: BackendOptions | None = None) -> Session:
+        """Load ``model`` and return a ready session.
+
+        Raises:
+            BackendUnavailableError: the backend is not usable here (reason in the message).
+            DefectiveRuntimeError: the runtime is known to compute wrong results for the model.
+            OptionError: ``options`` cannot be honoured by the installed runtime.
+            BackendError: the runtime failed to load the model.
+        """

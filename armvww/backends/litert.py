@@ -1,0 +1,181 @@
+"""LiteRT backend: Google's TFLite runtime, the embedded default and the parity reference.
+
+The interpreter comes from the first of these that imports: ``ai_edge_litert.interpreter``
+(LiteRT, numpy 2 ready), ``tflite_runtime.interpreter`` (frozen at 2.14; needs numpy < 2),
+``tensorflow.lite``. The session reports which one ran.
+"""
+
+from __future__ import annotations
+
+import importlib
+import logging
+import threading
+import time
+from dataclasses import dataclass
+from functools import cache
+from types import ModuleType
+from typing import Any, Literal
+
+import numpy as np
+
+from ..errors import BackendError, BackendUnavailableError, OptionError
+from ..model import Model
+from .base import Availability, Backend, BackendOptions, Session
+
+log = logging.getLogger(__name__)
+
+RuntimeName = Literal["auto", "ai_edge_litert", "tflite_runtime", "tensorflow"]
+_CANDIDATES: dict[str, tuple[str, str]] = {
+    # name -> (interpreter module, distribution for the version)
+    "ai_edge_litert": ("ai_edge_litert.interpreter", "ai-edge-litert"),
+    "tflite_runtime": ("tflite_runtime.interpreter", "tflite-runtime"),
+    "tensorflow": ("tensorflow.lite", "tensorflow"),
+}
+
+
+@dataclass(frozen=True)
+class LiteRTOptions(BackendOptions):
+    """Options of the LiteRT backend.
+
+    Attributes:
+        threads: interpreter threads (``None``: the runtime's default). Must be >= 1.
+        xnnpack: use the XNNPACK delegate (LiteRT's default CPU kernels); ``False`` runs the
+            built-in reference-style kernels.
+        runtime: force one interpreter package instead of the first that imports.
+        preserve_all_tensors: keep every intermediate tensor readable (for per-layer parity;
+            slower, and disables XNNPACK).
+    """
+
+    threads: int | None = None
+    xnnpack: bool = True
+    runtime: RuntimeName = "auto"
+    preserve_all_tensors: bool = False
+
+    def __post_init__(self) -> None:
+        if self.threads is not None and (not isinstance(self.threads, int) or self.threads < 1):
+            raise OptionError(f"LiteRTOptions.threads must be an int >= 1, got {self.threads!r}")
+        if self.runtime not in ("auto", *_CANDIDATES):
+            raise OptionError(
+                f"LiteRTOptions.runtime must be one of auto, {', '.join(_CANDIDATES)}; "
+                f"got {self.runtime!r}"
+            )
+
+
+def _version(dist: str, module: ModuleType) -> str:
+    try:
+        from importlib.metadata import version
+
+        return version(dist)
+    except Exception:
+        return str(getattr(module, "__version__", "?"))
+
+
+@cache
+def _import(runtime: str) -> tuple[ModuleType, str]:
+    """Import one interpreter package; returns (module, "dist version")."""
+    modname, dist = _CANDIDATES[runtime]
+    mod = importlib.import_module(modname)
+    return mod, f"{dist} {_version(dist, mod)}"
+
+
+@cache
+def _probe(runtime: str) -> tuple[ModuleType | None, str, str]:
+    """(module, runtime description, failure reason) for ``runtime`` or ``"auto"``."""
+    names = list(_CANDIDATES) if runtime == "auto" else [runtime]
+    reasons = []
+    for name in names:
+        try:
+            mod, desc = _import(name)
+            return mod, desc, ""
+        except Exception as exc:  # ImportError, or numpy ABI errors (_ARRAY_API not found)
+            reasons.append(f"{_CANDIDATES[name][0]}: {type(exc).__name__}: {exc}".strip())
+    return None, "", "; ".join(reasons) + (
+        ". Install LiteRT: pip install 'armvww[litert]'" if runtime == "auto" else ""
+    )
+
+
+class LiteRTSession(Session):
+    """A LiteRT interpreter holding one model."""
+
+    def __init__(self, model: Model, options: LiteRTOptions, mod: ModuleType, desc: str):
+        self.backend = LiteRTBackend.name
+        self.runtime = desc
+        kwargs: dict[str, Any] = {"model_content": model.data}
+        if options.threads is not None:
+            kwargs["num_threads"] = options.threads
+        if options.preserve_all_tensors:
+            kwargs["experimental_preserve_all_tensors"] = True
+        delegate = "XNNPACK" if options.xnnpack else "none (built-in kernels)"
+        if not options.xnnpack or options.preserve_all_tensors:
+            resolver = getattr(mod, "OpResolverType", None)
+            if resolver is None:
+                raise OptionError(f"{desc} cannot disable XNNPACK (no OpResolverType)")
+            kwargs["experimental_op_resolver_type"] = resolver.BUILTIN_WITHOUT_DEFAULT_DELEGATES
+            delegate = "none (built-in kernels)"
+        t0 = time.perf_counter()
+        try:
+            self._it = mod.Interpreter(**kwargs)
+            self._it.allocate_tensors()
+        except Exception as exc:
+            raise BackendError(f"LiteRT ({desc}) could not load {model.name}: {exc}") from exc
+        load_s = time.perf_counter() - t0
+        ins, outs = self._it.get_input_details(), self._it.get_output_details()
+        self._in = ins[0]["index"]
+        self._out = outs[0]["index"]
+        self._set = self._it.set_tensor
+        self._invoke = self._it.invoke
+        self._get = self._it.get_tensor
+        self.info = {
+            "runtime": desc,
+            "threads": options.threads,
+            "delegate": delegate,
+            "load_s": load_s,
+        }
+
+    @property
+    def interpreter(self) -> Any:
+        """The underlying interpreter (for per-layer inspection)."""
+        return self._it
+
+    def run(self, q: np.ndarray) -> np.ndarray:
+        try:
+            self._set(self._in, q)
+            self._invoke()
+            out: np.ndarray = self._get(self._out)
+        except Exception as exc:
+            raise BackendError(f"LiteRT failed to run: {exc}") from exc
+        return out
+
+    def close(self) -> None:
+        self._it = None
+        self._set = self._invoke = self._get = _closed
+
+
+def _closed(*_a: object) -> Any:
+    raise BackendError("this LiteRT session is closed")
+
+
+_lock = threading.Lock()
+
+
+class LiteRTBackend(Backend):
+    """The LiteRT (TFLite) interpreter on the CPU."""
+
+    name = "LiteRT"
+    options_type = LiteRTOptions
+
+    @classmethod
+    def availability(cls) -> Availability:
+        mod, desc, reason = _probe("auto")
+        if mod is None:
+            return Availability(cls.name, False, reason)
+        return Availability(cls.name, True, "", desc)
+
+    @classmethod
+    def open(cls, model: Model, options: BackendOptions | None = None) -> Session:
+        opts = options if isinstance(options, LiteRTOptions) else LiteRTOptions()
+        mod, desc, reason = _probe(opts.runtime)
+        if mod is None:
+            raise BackendUnavailableError(f"LiteRT is not available: {reason}")
+        with _lock:  # interpreter construction is not documented as thread-safe
+            return LiteRTSession(model, opts, mod, desc)

@@ -1,0 +1,327 @@
+"""The Detector: image -> preprocess -> int8 tensor -> backend session -> int8 logits -> Detection."""
+
+from __future__ import annotations
+
+import logging
+import math
+import os
+import threading
+from collections.abc import Iterable, Iterator, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+from . import backends, images, preprocess
+from .backends.base import BackendOptions, Session
+from .errors import ArmvwwError, BackendError, BackendUnavailableError, InputError
+from .model import Model
+from .store import ModelSource, load_model
+
+log = logging.getLogger(__name__)
+
+BackendSpec = str | Sequence[str]
+OptionsSpec = BackendOptions | Sequence[BackendOptions] | None
+
+
+@dataclass(frozen=True)
+class Detection:
+    """The answer for one image.
+
+    Attributes:
+        person: ``score >= threshold``.
+        score: P(person), the softmax of the dequantised logits (index 1).
+        raw: the model's raw int8 output, shape ``(2,)``: (no person, person).
+        backend: the backend that really ran.
+        source: what the input was (a path, or a short description).
+        fallback: why backends earlier in the requested order were not used (empty when the
+            first choice ran).
+        error: for :meth:`Detector.detect_many` only: the error that stopped this item
+            (then ``person`` is False, ``score`` is NaN and ``raw`` is empty).
+    """
+
+    person: bool
+    score: float
+    raw: np.ndarray = field(repr=False)
+    backend: str
+    source: str | None = None
+    fallback: tuple[str, ...] = ()
+    error: ArmvwwError | None = None
+
+    @property
+    def ok(self) -> bool:
+        """True when the item was processed (no :attr:`error`)."""
+        return self.error is None
+
+    @property
+    def label(self) -> str:
+        """``"person"``, ``"no_person"`` or ``"error"``."""
+        if self.error is not None:
+            return "error"
+        return "person" if self.person else "no_person"
+
+    def as_dict(self) -> dict[str, Any]:
+        """JSON-ready form (the CLI's ``--json`` lines)."""
+        d: dict[str, Any] = {
+            "source": self.source,
+            "label": self.label,
+            "person": self.person,
+            "score": None if math.isnan(self.score) else round(self.score, 6),
+            "raw": [int(v) for v in self.raw],
+            "backend": self.backend,
+        }
+        if self.fallback:
+            d["fallback"] = list(self.fallback)
+        if self.error is not None:
+            d["error"] = {"type": type(self.error).__name__, "message": str(self.error)}
+        return d
+
+
+def _pick_options(options: OptionsSpec, cls: type[backends.Backend]) -> BackendOptions | None:
+    if options is None or cls.options_type is None:
+        return None
+    seq = [options] if isinstance(options, BackendOptions) else list(options)
+    for o in seq:
+        if isinstance(o, cls.options_type) and (not o.applies_to or cls.name in o.applies_to):
+            return o
+    return None
+
+
+def _candidates(spec: BackendSpec, model: Model) -> tuple[list[str], bool]:
+    """Backend names to try, and whether the order is automatic."""
+    if isinstance(spec, str):
+        key = spec.lower()
+        if key == "auto":
+            return [n for n in backends.AUTO_ORDER if n in backends.names()], True
+        return [spec], False
+    names = list(spec)
+    if not names or not all(isinstance(n, str) for n in names):
+        raise InputError(f"backend must be a name or a non-empty list of names, got {spec!r}")
+    return names, False
+
+
+def open_session(
+    model: Model, spec: BackendSpec = "auto", options: OptionsSpec = None
+) -> tuple[Session, tuple[str, ...]]:
+    """Open the first usable backend of ``spec`` for ``model``.
+
+    Returns the session and the reasons earlier candidates were skipped.
+
+    Raises:
+        BackendUnavailableError: no candidate could be used; the message gives each reason
+            and the list of backends available here.
+        OptionError: options that the chosen backend's runtime cannot honour.
+    """
+    names, automatic = _candidates(spec, model)
+    reasons: list[str] = []
+    for name in names:
+        cls = backends.get(name)
+        av = backends.availability(cls.name)
+        if not av.available:
+            reasons.append(f"{cls.name}: {av.reason}")
+            continue
+        try:
+            session = cls.open(model, _pick_options(options, cls))
+        except (BackendUnavailableError, BackendError) as exc:
+            reasons.append(f"{cls.name}: {exc}")
+            continue
+        if reasons:
+            level = logging.INFO if automatic else logging.WARNING
+            log.log(level, "using %s; skipped %s", cls.name, "; ".join(reasons))
+        return session, tuple(reasons)
+    usable = [a.name for a in backends.available_backends() if a.available]
+    raise BackendUnavailableError(
+        f"no requested backend ({', '.join(names) or 'none'}) could be used: "
+        f"{'; '.join(reasons) or 'nothing to try'}. Available here: "
+        f"{', '.join(usable) or 'none'} (see `armvww backends`)"
+    )
+
+
+class Detector:
+    """Person detector for one model on one backend.
+
+    Args:
+        model: a path, bytes, a :class:`~armvww.model.Model`, or a known name (``"vww2"``,
+            ``"vww4"``); ``None`` means ``ARMVWW_MODEL`` or ``vww2`` (see :mod:`armvww.store`).
+        backend: a backend name (``"LiteRT"``, ``"CpuAcc"``, ``"GpuAcc"``, ``"CpuRef"``),
+            ``"auto"`` (best available: GpuAcc, CpuAcc, LiteRT, CpuRef), or an ordered list of names: the first that loads wins, and the
+            reasons for skipping the others are on every result (:attr:`Detection.fallback`).
+        threshold: ``score >= threshold`` means person. In [0, 1].
+        options: backend option dataclasses (one, or several for different families).
+        max_pixels: images larger than this are refused (decompression-bomb guard).
+        fast_decode: let JPEG decoding downscale (draft mode) while keeping at least twice the
+            model's side; see the README for what that changes.
+
+    Thread safety: one Detector may be shared by any number of threads. Decoding and
+    preprocessing run in parallel; calls into the backend are serialised by a lock. For
+    parallel inference, give each thread its own Detector.
+
+    Raises:
+        ModelNotFoundError, ModelIntegrityError, UnsupportedModelError: see
+            :func:`armvww.store.load_model`.
+        BackendUnavailableError: no requested backend can be used here.
+        InputError: a bad ``threshold`` or ``backend`` argument.
+    """
+
+    def __init__(
+        self,
+        model: ModelSource = None,
+        backend: BackendSpec = "auto",
+        threshold: float = 0.5,
+        options: OptionsSpec = None,
+        *,
+        max_pixels: int = images.MAX_PIXELS,
+        fast_decode: bool = False,
+    ) -> None:
+        if not isinstance(threshold, (int, float)) or not 0.0 <= float(threshold) <= 1.0:
+            raise InputError(f"threshold must be a number in [0, 1], got {threshold!r}")
+        self.threshold = float(threshold)
+        self.max_pixels = max_pixels
+        self.fast_decode = fast_decode
+        self.model: Model = load_model(model)
+        self._session, self.fallback = open_session(self.model, backend, options)
+        self._lock = threading.Lock()
+        self._closed = False
+        spec = self.model.input
+        assert spec.scale is not None and spec.zero_point is not None  # validated by the model
+        self._in_shape = spec.shape
+        self._in_scale, self._in_zp = spec.scale, spec.zero_point
+        out = self.model.output
+        assert out.scale is not None and out.zero_point is not None
+        self._out_scale, self._out_zp = out.scale, out.zero_point
+        h, w = self.model.input_hw
+        self._draft = (2 * w, 2 * h) if fast_decode else None
+        log.info(
+            "Detector ready: %s on %s (%s)", self.model.name, self.backend, self._session.runtime
+        )
+
+    # -- facts ---------------------------------------------------------------------------
+    @property
+    def backend(self) -> str:
+        """The backend that really runs."""
+        return self._session.backend
+
+    @property
+    def runtime(self) -> str:
+        """Runtime package and version behind the backend."""
+        return self._session.runtime
+
+    @property
+    def session_info(self) -> dict[str, Any]:
+        """What the backend reports about the loaded network (placement, options, timings)."""
+        return dict(self._session.info)
+
+    @property
+    def input_shape(self) -> tuple[int, ...]:
+        """The model's input shape, ``(1, H, W, 1)``."""
+        return self._in_shape
+
+    # -- the pipeline ---------------------------------------------------------------------
+    def quantize(self, image: images.ImageInput) -> np.ndarray:
+        """The shared preprocessing: ``image`` -> int8 array of the model's input shape.
+
+        Raises:
+            ImageDecodeError: the image cannot be decoded.
+            InputError: an array of the wrong dtype or shape, or an unsupported input type.
+        """
+        img = images.load_image(image, self.max_pixels, self._draft)
+        return preprocess.image_to_input(img, self._in_shape, self._in_scale, self._in_zp)
+
+    def run(self, q: np.ndarray) -> np.ndarray:
+        """Run one int8 input tensor; return the raw int8 output, shape ``(1, 2)``.
+
+        ``q`` must be an int8 numpy array of exactly the input shape; a non-contiguous
+        array is copied, nothing is ever cast.
+
+        Raises:
+            InputError: wrong type, dtype or shape.
+            BackendError: the backend failed, or the Detector is closed.
+        """
+        if not isinstance(q, np.ndarray) or q.dtype != np.int8 or q.shape != self._in_shape:
+            raise InputError(_describe_bad_tensor(q, self._in_shape))
+        if not q.flags.c_contiguous:
+            q = np.ascontiguousarray(q)
+        with self._lock:
+            if self._closed:
+                raise BackendError("this Detector is closed")
+            out = self._session.run(q)
+        # the interpreter's buffer may be reused by the next call
+        return np.array(out, dtype=np.int8, copy=True)
+
+    def classify(self, raw: np.ndarray, source: str | None = None) -> Detection:
+        """Turn a raw int8 output into a :class:`Detection` (no inference)."""
+        r = np.asarray(raw, dtype=np.int8).reshape(-1)
+        score = preprocess.person_score(r, self._out_scale, self._out_zp)
+        return Detection(
+            person=score >= self.threshold,
+            score=score,
+            raw=r,
+            backend=self.backend,
+            source=source,
+            fallback=self.fallback,
+        )
+
+    def detect(self, image: images.ImageInput) -> Detection:
+        """Detect a person in one image (path, bytes, PIL image or uint8 array).
+
+        Raises:
+            ImageDecodeError, InputError: the image cannot be used.
+            BackendError: the backend failed.
+        """
+        return self.classify(self.run(self.quantize(image)), images.describe(image))
+
+    def iter_detect(self, items: Iterable[images.ImageInput]) -> Iterator[Detection]:
+        """Lazily detect each item; a bad item yields a Detection with ``error`` set."""
+        for item in items:
+            try:
+                yield self.detect(item)
+            except ArmvwwError as exc:
+                yield Detection(
+                    person=False,
+                    score=math.nan,
+                    raw=np.zeros(0, np.int8),
+                    backend=self.backend,
+                    source=images.describe(item),
+                    fallback=self.fallback,
+                    error=exc,
+                )
+
+    def detect_many(self, items: Iterable[images.ImageInput]) -> list[Detection]:
+        """Detect every item, in order, exactly once; bad items carry their error and the
+        rest continue. A directory path stands for the images inside it (recursively)."""
+        expanded: list[images.ImageInput] = []
+        for it in items:
+            if isinstance(it, (str, os.PathLike)):
+                expanded.extend(images.iter_image_paths(it))
+            else:
+                expanded.append(it)
+        return list(self.iter_detect(expanded))
+
+    # -- lifetime ------------------------------------------------------------------------
+    def close(self) -> None:
+        """Release the backend. Idempotent; later calls raise :class:`BackendError`."""
+        with self._lock:
+            if not self._closed:
+                self._closed = True
+                self._session.close()
+
+    def __enter__(self) -> Detector:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def __repr__(self) -> str:
+        return (
+            f"Detector(model={self.model.name!r}, backend={self.backend!r}, "
+            f"threshold={self.threshold})"
+        )
+
+
+def _describe_bad_tensor(q: object, shape: tuple[int, ...]) -> str:
+    if not isinstance(q, np.ndarray):
+        return f"run() needs an int8 numpy array of shape {shape}, got {type(q).__name__}"
+    return (
+        f"run() needs an int8 array of shape {shape}, got {q.dtype} {q.shape}; use "
+        "Detector.quantize(image) to make one"
+    )

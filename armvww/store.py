@@ -1,0 +1,183 @@
+"""Finding, loading and fetching model files.
+
+Resolution order for :func:`load_model`:
+
+1. an explicit path, bytes or :class:`~armvww.model.Model`;
+2. for ``None``: the file named by ``ARMVWW_MODEL``, else the known default (``vww2``);
+3. a known name (``"vww2"``, ``"vww4"``...) is searched, by its ML-zoo file name, in
+   ``ARMVWW_MODEL`` (when it is a directory, or the directory of the file it names),
+   ``ARMVWW_MODEL_DIR``, ``models/`` of a source checkout, and the user cache
+   (``$XDG_CACHE_HOME/armvww/models``, default ``~/.cache/armvww/models``);
+4. otherwise a :class:`~armvww.errors.ModelNotFoundError` says how to provide the file.
+
+Nothing here touches the network except :func:`fetch`, which the ``armvww fetch`` command
+calls explicitly.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import os
+import tempfile
+import urllib.error
+import urllib.request
+from pathlib import Path
+
+from . import manifest
+from .errors import FetchError, ModelIntegrityError, ModelNotFoundError, UnsupportedModelError
+from .model import MAX_MODEL_BYTES, Model, parse_model
+
+log = logging.getLogger(__name__)
+
+ModelSource = str | os.PathLike[str] | bytes | bytearray | memoryview | Model | None
+
+
+def cache_dir() -> Path:
+    """The user cache folder for downloaded models."""
+    base = os.environ.get("XDG_CACHE_HOME") or os.path.join(Path.home(), ".cache")
+    return Path(base) / "armvww" / "models"
+
+
+def checkout_models_dir() -> Path:
+    """``models/`` beside the package in a source checkout."""
+    return Path(__file__).resolve().parent.parent / "models"
+
+
+def search_dirs() -> list[Path]:
+    """Folders searched for a known model's file, in order."""
+    dirs: list[Path] = []
+    env = os.environ.get("ARMVWW_MODEL")
+    if env:
+        p = Path(env)
+        dirs.append(p if p.is_dir() else p.parent)
+    env_dir = os.environ.get("ARMVWW_MODEL_DIR")
+    if env_dir:
+        dirs.append(Path(env_dir))
+    dirs += [checkout_models_dir(), cache_dir()]
+    return dirs
+
+
+def find_known(name: str) -> Path | None:
+    """Path of the known model ``name`` if a copy exists in :func:`search_dirs`."""
+    known = manifest.by_name(name)
+    if known is None:
+        return None
+    for d in search_dirs():
+        f = d / known.filename
+        if f.is_file():
+            return f
+    return None
+
+
+def load_model(source: ModelSource = None) -> Model:
+    """Resolve ``source`` to a validated :class:`Model` (see the module docs for the order).
+
+    Raises:
+        ModelNotFoundError: nothing found for a name, or a path that does not exist.
+        ModelIntegrityError: damaged bytes, or a known model whose size/SHA-1 differ.
+        UnsupportedModelError: a valid TFLite model that is not a VWW-style int8 model.
+    """
+    if isinstance(source, Model):
+        return source
+    if isinstance(source, (bytes, bytearray, memoryview)):
+        return parse_model(bytes(source), "<bytes>")
+    if source is None:
+        env = os.environ.get("ARMVWW_MODEL")
+        if env and not Path(env).is_dir():
+            return _load_path(Path(env))
+        source = manifest.DEFAULT_MODEL
+    text = os.fspath(source)
+    if manifest.by_name(text) is not None and os.sep not in text and not Path(text).exists():
+        path = find_known(text)
+        if path is None:
+            known = manifest.by_name(text)
+            assert known is not None
+            where = ", ".join(str(d) for d in search_dirs())
+            raise ModelNotFoundError(
+                f"model {known.name} ({known.filename}) was not found in: {where}. Run "
+                f"`armvww fetch {known.name}` (downloads {known.size} bytes from ML-zoo and "
+                "verifies SHA-1), or set ARMVWW_MODEL to the file's path"
+            )
+        return _load_path(path, hint=text)
+    return _load_path(Path(text))
+
+
+def _load_path(path: Path, hint: str | None = None) -> Model:
+    try:
+        size = path.stat().st_size
+        if size > MAX_MODEL_BYTES:
+            raise UnsupportedModelError(
+                f"model {str(path)!r} is {size} bytes; armvww accepts models up to "
+                f"{MAX_MODEL_BYTES} bytes"
+            )
+        data = path.read_bytes()
+    except FileNotFoundError as exc:
+        raise ModelNotFoundError(f"model file {str(path)!r} does not exist") from exc
+    except IsADirectoryError as exc:
+        raise ModelNotFoundError(f"model path {str(path)!r} is a directory, not a file") from exc
+    except OSError as exc:
+        raise ModelNotFoundError(f"model file {str(path)!r} cannot be read: {exc}") from exc
+    return parse_model(data, str(path), name_hint=hint or path.name)
+
+
+def fetch(name: str, dest_dir: Path | None = None, timeout: float = 60.0) -> Path:
+    """Download the known model ``name`` from its pinned ML-zoo URL into ``dest_dir``.
+
+    The file is written atomically and only after its size and SHA-1 match the manifest.
+    An existing verified copy is reused. This is the only function that uses the network.
+
+    Raises:
+        FetchError: unknown name, network/HTTP failure, or a download that fails verification.
+    """
+    known = manifest.by_name(name)
+    if known is None:
+        raise FetchError(
+            f"unknown model {name!r}; known: {', '.join(sorted(manifest.KNOWN_MODELS))}"
+        )
+    dest_dir = dest_dir or cache_dir()
+    dest = dest_dir / known.filename
+    if dest.is_file():
+        try:
+            parse_model(dest.read_bytes(), str(dest), name_hint=known.name)
+            log.info("%s already present and verified at %s", known.name, dest)
+            return dest
+        except (ModelIntegrityError, UnsupportedModelError):
+            log.warning("existing %s failed verification; downloading again", dest)
+    log.info("downloading %s from %s", known.name, known.url)
+    try:
+        with urllib.request.urlopen(known.url, timeout=timeout) as resp:  # noqa: S310
+            data = resp.read(known.size + 1)
+    except (urllib.error.URLError, OSError, TimeoutError) as exc:
+        raise FetchError(f"downloading {known.name} from {known.url} failed: {exc}") from exc
+    sha1 = hashlib.sha1(data).hexdigest()
+    if len(data) != known.size or sha1 != known.sha1:
+        raise FetchError(
+            f"download of {known.name} is {len(data)} bytes with SHA-1 {sha1}; expected "
+            f"{known.size} bytes with SHA-1 {known.sha1}. Nothing was written"
+        )
+    write_atomic(dest, data)
+    return dest
+
+
+def write_atomic(dest: Path, data: bytes) -> None:
+    """Write ``data`` to ``dest`` via a temporary file and rename: the old file survives any
+    failure (disk full included).
+
+    Raises:
+        OSError: the write failed (the destination is unchanged).
+    """
+    dest.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{dest.name}.", dir=dest.parent)
+    try:
+        with os.fdopen(fd, "wb") as f:
+            f.write(data)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, dest)
+    except BaseException:
+        try:
+            os.unlink(tmp)
+        except OSError:
+            pass
+        raise

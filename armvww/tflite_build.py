@@ -1,0 +1,1061 @@
+"""Write TFLite models, and rewrite existing ones: the project's own small FlatBuffers writer.
+
+Three jobs, no dependency beyond numpy and the standard library:
+
+* :func:`build_model` turns a tiny graph spec (:class:`TensorDef`, :class:`OpDef`) into the
+  bytes of a ``.tflite`` file (schema version 3, file identifier ``TFL3``), laid out the way
+  the TFLite converter lays it out: buffer 0 is the empty sentinel, every tensor has its own
+  buffer, every operator its builtin options table.
+* Ready-made generators: :func:`pad_probe_model` (detects runtimes that pad int8 with 0
+  instead of the zero point), :func:`tiny_vww_model` (a cheap VWW-shaped model for trial
+  loads and tests) and foreign or bad models for tests (:func:`float_model`, ...).
+* :func:`with_extra_outputs` rewrites a model in place-preserving fashion so that chosen
+  intermediate tensors become extra subgraph outputs, for per-layer parity checks.
+
+Field ids and union numbers follow ``tensorflow/lite/schema/schema.fbs`` (schema 3c).
+"""
+
+from __future__ import annotations
+
+import math
+import struct
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Final
+
+import numpy as np
+
+from . import flatbuf
+from .errors import InputError, ModelIntegrityError, UnsupportedModelError
+from .model import OP_CODES, TENSOR_TYPES, TFLITE_IDENTIFIER, Model
+
+__all__ = [
+    "OpDef",
+    "PAD_PROBE_SCALE",
+    "PAD_PROBE_ZERO_POINT",
+    "TensorDef",
+    "all_intermediate_tensors",
+    "build_model",
+    "custom_op_model",
+    "dynamic_shape_model",
+    "float_model",
+    "pad_probe_expected",
+    "pad_probe_input",
+    "pad_probe_model",
+    "rgb_input_model",
+    "tiny_vww_model",
+    "tiny_vww_params",
+    "two_input_model",
+    "with_extra_outputs",
+    "wrong_output_model",
+]
+
+# --------------------------------------------------------------------------------------------
+# A minimal FlatBuffers builder (back to front, like the reference implementations).
+# --------------------------------------------------------------------------------------------
+
+
+class _Builder:
+    """Builds a FlatBuffer from the end towards the start.
+
+    Offsets handed out (``int``) count bytes from the *end* of the finished buffer, so they stay
+    valid while the buffer grows at the front. Children are written before their parents, hence
+    every uoffset in the result points forward, as the format requires.
+    """
+
+    def __init__(self, initial: int = 1024) -> None:
+        self._buf = bytearray(max(initial, 16))
+        self._head = len(self._buf)  # first used byte
+        self._minalign = 1
+        self._fields: dict[int, int] | None = None
+        self._table_start = 0
+
+    # -- raw space ----------------------------------------------------------------------------
+    @property
+    def offset(self) -> int:
+        """Bytes written so far (the offset of the most recently written object)."""
+        return len(self._buf) - self._head
+
+    def _grow(self, need: int) -> None:
+        while self._head < need:
+            old = len(self._buf)
+            new = bytearray(old * 2)
+            new[old:] = self._buf
+            self._buf = new
+            self._head += old
+
+    def _pad(self, n: int) -> None:
+        self._grow(n)
+        self._head -= n
+        self._buf[self._head : self._head + n] = bytes(n)
+
+    def prep(self, size: int, additional: int) -> None:
+        """Pad so that after ``additional`` more bytes the next ``size``-byte item is aligned."""
+        self._minalign = max(self._minalign, size)
+        self._pad((-(self.offset + additional)) % size)
+
+    def _put(self, raw: bytes) -> None:
+        self._grow(len(raw))
+        self._head -= len(raw)
+        self._buf[self._head : self._head + len(raw)] = raw
+
+    def _prepend(self, fmt: struct.Struct, value: int | float) -> None:
+        self.prep(fmt.size, 0)
+        self._put(fmt.pack(value))
+
+    def uoffset(self, target: int) -> None:
+        """Prepend a uoffset that points at the object written at offset ``target``."""
+        self.prep(4, 0)
+        if not 0 < target <= self.offset:
+            raise ValueError(f"uoffset target {target} is not behind the head {self.offset}")
+        self._put(_U32.pack(self.offset + 4 - target))
+
+    # -- vectors and strings ------------------------------------------------------------------
+    def vector(self, fmt: struct.Struct, values: Sequence[int] | Sequence[float]) -> int:
+        """Write a vector of scalars; return its offset."""
+        raw = b"".join(fmt.pack(v) for v in values)
+        return self.raw_vector(raw, fmt.size, len(values))
+
+    def raw_vector(self, raw: bytes, elem_size: int, count: int, align: int = 1) -> int:
+        """Write a vector of ``count`` elements already packed little-endian into ``raw``."""
+        if len(raw) != elem_size * count:
+            raise ValueError(f"vector payload is {len(raw)} bytes, not {count} x {elem_size}")
+        self.prep(4, len(raw))
+        self.prep(max(elem_size, align), len(raw))
+        self._put(raw)
+        self._put(_U32.pack(count))
+        return self.offset
+
+    def offset_vector(self, targets: Sequence[int]) -> int:
+        """Write a vector of uoffsets to tables/strings written earlier; return its offset."""
+        self.prep(4, 4 * len(targets))
+        for t in reversed(targets):
+            self.uoffset(t)
+        self._put(_U32.pack(len(targets)))
+        return self.offset
+
+    def string(self, text: str) -> int:
+        raw = text.encode("utf-8")
+        self.prep(4, len(raw) + 1)
+        self._put(raw + b"\0")
+        self._put(_U32.pack(len(raw)))
+        return self.offset
+
+    # -- tables -------------------------------------------------------------------------------
+    def start_table(self) -> None:
+        if self._fields is not None:
+            raise ValueError("flatbuffer tables cannot be nested while being built")
+        self._fields = {}
+        self._table_start = self.offset
+
+    def _slot(self, index: int) -> None:
+        assert self._fields is not None, "field added outside a table"
+        self._fields[index] = self.offset
+
+    def add_scalar(self, index: int, fmt: struct.Struct, value: int | float) -> None:
+        self._prepend(fmt, value)
+        self._slot(index)
+
+    def add_offset(self, index: int, target: int) -> None:
+        self.uoffset(target)
+        self._slot(index)
+
+    def end_table(self) -> int:
+        """Close the table, write its vtable just before it, return the table's offset."""
+        assert self._fields is not None, "end_table without start_table"
+        self._prepend(_I32, 0)  # soffset to the vtable, patched below
+        table = self.offset
+        n = max(self._fields) + 1 if self._fields else 0
+        slots = [table - self._fields[i] if i in self._fields else 0 for i in range(n)]
+        obj_size = table - self._table_start
+        vt = struct.pack(f"<HH{n}H", 4 + 2 * n, obj_size, *slots)
+        self._put(vt)  # the table is 4-aligned and vt has even length: u16s stay aligned
+        vt_off = self.offset
+        pos = len(self._buf) - table
+        self._buf[pos : pos + 4] = _I32.pack(vt_off - table)
+        self._fields = None
+        return table
+
+    # -- finishing ------------------------------------------------------------------------------
+    def finish(self, root: int, identifier: bytes) -> bytes:
+        """Write the root uoffset and file identifier; return the finished buffer."""
+        if len(identifier) != 4:
+            raise ValueError("a file identifier is exactly 4 bytes")
+        self.prep(max(self._minalign, 4), 8)
+        self._put(identifier)
+        self.uoffset(root)
+        return bytes(self._buf[self._head :])
+
+    def fragment(self) -> tuple[bytes, int]:
+        """Return the bytes written so far, padded at the front to the largest alignment used.
+
+        Place them at an absolute position that is a multiple of the second value.
+        """
+        self.prep(max(self._minalign, 4), 0)
+        return bytes(self._buf[self._head :]), max(self._minalign, 4)
+
+
+_U8: Final = struct.Struct("<B")
+_I8: Final = struct.Struct("<b")
+_I32: Final = struct.Struct("<i")
+_U32: Final = struct.Struct("<I")
+_I64: Final = struct.Struct("<q")
+_F32: Final = struct.Struct("<f")
+
+# --------------------------------------------------------------------------------------------
+# The TFLite schema subset we write.
+# --------------------------------------------------------------------------------------------
+
+#: dtype name -> TFLite TensorType code (from :data:`armvww.model.TENSOR_TYPES`).
+DTYPE_CODES: Final[dict[str, int]] = {name: code for code, (name, _) in TENSOR_TYPES.items()}
+_NUMPY_DTYPES: Final[dict[str, str]] = {
+    "float32": "<f4",
+    "float16": "<f2",
+    "float64": "<f8",
+    "int8": "i1",
+    "uint8": "u1",
+    "int16": "<i2",
+    "uint16": "<u2",
+    "int32": "<i4",
+    "uint32": "<u4",
+    "int64": "<i8",
+    "uint64": "<u8",
+    "bool": "?",
+}
+
+# union BuiltinOptions, in schema order (type code = position + 1; 0 is NONE).
+_UNION_NAMES = (
+    "Conv2DOptions DepthwiseConv2DOptions ConcatEmbeddingsOptions LSHProjectionOptions "
+    "Pool2DOptions SVDFOptions RNNOptions FullyConnectedOptions SoftmaxOptions "
+    "ConcatenationOptions AddOptions L2NormOptions LocalResponseNormalizationOptions "
+    "LSTMOptions ResizeBilinearOptions CallOptions ReshapeOptions SkipGramOptions "
+    "SpaceToDepthOptions EmbeddingLookupSparseOptions MulOptions PadOptions GatherOptions "
+    "BatchToSpaceNDOptions SpaceToBatchNDOptions TransposeOptions ReducerOptions SubOptions "
+    "DivOptions SqueezeOptions SequenceRNNOptions StridedSliceOptions ExpOptions "
+    "TopKV2Options SplitOptions LogSoftmaxOptions CastOptions DequantizeOptions "
+    "MaximumMinimumOptions ArgMaxOptions LessOptions NegOptions PadV2Options"
+).split()
+#: BuiltinOptions union type codes, e.g. ``BUILTIN_OPTIONS["Conv2DOptions"] == 1``.
+BUILTIN_OPTIONS: Final[dict[str, int]] = {n: i + 1 for i, n in enumerate(_UNION_NAMES)}
+
+_PADDING: Final = {"SAME": 0, "VALID": 1}
+_ACTIVATION: Final = {
+    "NONE": 0,
+    "RELU": 1,
+    "RELU_N1_TO_1": 2,
+    "RELU6": 3,
+    "TANH": 4,
+    "SIGN_BIT": 5,
+}
+_WEIGHTS_FORMAT: Final = {"DEFAULT": 0, "SHUFFLED4x16INT8": 1}
+
+
+@dataclass(frozen=True)
+class _Field:
+    name: str
+    kind: str  # "i8" (byte enum), "bool", "i32", "f32", "[i32]"
+    default: int | float | tuple[int, ...] = 0
+    enum: Mapping[str, int] | None = None
+
+
+_F_PAD = _Field("padding", "i8", 0, _PADDING)
+_F_ACT = _Field("fused_activation_function", "i8", 0, _ACTIVATION)
+_F_BIAS_T = _Field("quantized_bias_type", "i8", 0, DTYPE_CODES)
+
+# options table -> its fields, in field-id order (from schema.fbs).
+_TABLES: Final[dict[str, tuple[_Field, ...]]] = {
+    "Conv2DOptions": (
+        _F_PAD,
+        _Field("stride_w", "i32", 1),
+        _Field("stride_h", "i32", 1),
+        _F_ACT,
+        _Field("dilation_w_factor", "i32", 1),
+        _Field("dilation_h_factor", "i32", 1),
+        _F_BIAS_T,
+    ),
+    "DepthwiseConv2DOptions": (
+        _F_PAD,
+        _Field("stride_w", "i32", 1),
+        _Field("stride_h", "i32", 1),
+        _Field("depth_multiplier", "i32", 1),
+        _F_ACT,
+        _Field("dilation_w_factor", "i32", 1),
+        _Field("dilation_h_factor", "i32", 1),
+    ),
+    "Pool2DOptions": (
+        _F_PAD,
+        _Field("stride_w", "i32", 1),
+        _Field("stride_h", "i32", 1),
+        _Field("filter_width", "i32", 1),
+        _Field("filter_height", "i32", 1),
+        _F_ACT,
+    ),
+    "FullyConnectedOptions": (
+        _F_ACT,
+        _Field("weights_format", "i8", 0, _WEIGHTS_FORMAT),
+        _Field("keep_num_dims", "bool", 0),
+        _Field("asymmetric_quantize_inputs", "bool", 0),
+        _F_BIAS_T,
+    ),
+    "SoftmaxOptions": (_Field("beta", "f32", 1.0),),
+    "ConcatenationOptions": (_Field("axis", "i32", 0), _F_ACT),
+    "AddOptions": (_F_ACT, _Field("pot_scale_int16", "bool", 1)),
+    "SubOptions": (_F_ACT, _Field("pot_scale_int16", "bool", 1)),
+    "MulOptions": (_F_ACT,),
+    "ReshapeOptions": (_Field("new_shape", "[i32]", ()),),
+    "PadOptions": (),
+    "PadV2Options": (),
+    "ReducerOptions": (_Field("keep_dims", "bool", 0),),
+    "SqueezeOptions": (_Field("squeeze_dims", "[i32]", ()),),
+    "DequantizeOptions": (),
+}
+# Defaults the schema gives when a field is absent (differs from our defaults for some fields:
+# an absent stride is 0 and an absent softmax beta is 0.0 in the schema, but we always write
+# the value the caller meant).
+_SCHEMA_DEFAULTS: Final[dict[str, int | float]] = {
+    "dilation_w_factor": 1,
+    "dilation_h_factor": 1,
+    "pot_scale_int16": 1,
+}
+
+#: builtin operator -> its options table (operators not listed take no options).
+OP_OPTIONS: Final[dict[str, str]] = {
+    "CONV_2D": "Conv2DOptions",
+    "DEPTHWISE_CONV_2D": "DepthwiseConv2DOptions",
+    "AVERAGE_POOL_2D": "Pool2DOptions",
+    "MAX_POOL_2D": "Pool2DOptions",
+    "L2_POOL_2D": "Pool2DOptions",
+    "FULLY_CONNECTED": "FullyConnectedOptions",
+    "SOFTMAX": "SoftmaxOptions",
+    "CONCATENATION": "ConcatenationOptions",
+    "ADD": "AddOptions",
+    "SUB": "SubOptions",
+    "MUL": "MulOptions",
+    "RESHAPE": "ReshapeOptions",
+    "PAD": "PadOptions",
+    "PADV2": "PadV2Options",
+    "MEAN": "ReducerOptions",
+    "SQUEEZE": "SqueezeOptions",
+    "DEQUANTIZE": "DequantizeOptions",
+}
+
+# Operator versions the converter writes for int8 graphs (op_version.cc); 1 otherwise.
+_INT8_VERSIONS: Final[dict[str, int]] = {
+    "CONV_2D": 3,
+    "DEPTHWISE_CONV_2D": 3,
+    "FULLY_CONNECTED": 4,
+    "ADD": 2,
+    "SUB": 2,
+    "MUL": 2,
+    "PAD": 2,
+    "PADV2": 2,
+    "AVERAGE_POOL_2D": 2,
+    "MAX_POOL_2D": 2,
+    "SOFTMAX": 2,
+    "CONCATENATION": 2,
+    "MEAN": 2,
+    "DEQUANTIZE": 2,
+    "QUANTIZE": 2,
+}
+
+
+@dataclass(frozen=True)
+class TensorDef:
+    """One tensor of a graph spec.
+
+    ``scale`` / ``zero_point`` are a number for per-tensor quantisation, or sequences (one per
+    slice along ``quantized_dimension``) for per-channel quantisation; ``None`` for none.
+    ``data`` makes the tensor a constant (a numpy array of the tensor's dtype and size, or the
+    raw little-endian bytes). ``shape_signature`` (with -1 for unknown dims) is written when
+    given, as the converter does for dynamic shapes.
+    """
+
+    shape: tuple[int, ...]
+    dtype: str
+    name: str = ""
+    scale: float | Sequence[float] | None = None
+    zero_point: int | Sequence[int] | None = None
+    data: np.ndarray | bytes | None = field(default=None, repr=False)
+    quantized_dimension: int = 0
+    shape_signature: tuple[int, ...] | None = None
+
+
+@dataclass(frozen=True)
+class OpDef:
+    """One operator of a graph spec: a builtin name (or ``"CUSTOM"`` with ``custom_code``)."""
+
+    op: str
+    inputs: Sequence[int]
+    outputs: Sequence[int]
+    options: Mapping[str, object] | None = None
+    custom_code: str | None = None
+    version: int | None = None
+
+
+def build_model(
+    tensors: Sequence[TensorDef],
+    operators: Sequence[OpDef],
+    inputs: Sequence[int],
+    outputs: Sequence[int],
+    description: str = "armvww.tflite_build",
+    signature_key: str | None = None,
+) -> bytes:
+    """Serialise a graph spec as a TFLite flatbuffer (schema version 3, identifier ``TFL3``).
+
+    Operators are written in the given (execution) order. Operator codes are de-duplicated
+    per (op, custom code, version). With ``signature_key``, one SignatureDef maps the input
+    and output tensors by name (like a converted SavedModel).
+
+    Raises:
+        InputError: an unknown dtype or operator, an option the operator's options table does
+            not have, an index outside the tensor list, or constant data whose dtype or size
+            does not match its tensor.
+    """
+    nt = len(tensors)
+    if nt == 0 or not operators:
+        raise InputError("a model needs at least one tensor and one operator")
+
+    def check(idx: Sequence[int], what: str, optional: bool = False) -> list[int]:
+        out = [int(i) for i in idx]
+        for i in out:
+            if not (0 <= i < nt or (optional and i == -1)):
+                raise InputError(f"{what} refers to tensor {i}; the graph has {nt} tensors")
+        return out
+
+    g_inputs = check(inputs, "subgraph input")
+    g_outputs = check(outputs, "subgraph output")
+    tensor_payloads = [_tensor_bytes(i, t) for i, t in enumerate(tensors)]
+
+    b = _Builder(4096 + sum(len(p) for p in tensor_payloads if p))
+
+    # Operator codes (in order of first use).
+    code_keys: list[tuple[str, str | None, int]] = []
+    op_code_index: list[int] = []
+    for j, od in enumerate(operators):
+        if od.op != "CUSTOM" and od.op not in OP_CODES:
+            raise InputError(f"operator {j}: {od.op!r} is not a TFLite builtin operator name")
+        if od.op == "CUSTOM" and not od.custom_code:
+            raise InputError(f"operator {j}: a CUSTOM operator needs a custom_code")
+        check(od.inputs, f"operator {j} ({od.op}) input", optional=True)
+        check(od.outputs, f"operator {j} ({od.op}) output")
+        version = od.version if od.version is not None else _default_version(od, tensors)
+        key = (od.op, od.custom_code if od.op == "CUSTOM" else None, version)
+        if key not in code_keys:
+            code_keys.append(key)
+        op_code_index.append(code_keys.index(key))
+
+    # Buffers: 0 is the empty sentinel, then one per tensor (empty for non-constants).
+    buffer_offs = [_empty_table(b)]
+    for payload in tensor_payloads:
+        if payload:
+            data_off = b.raw_vector(payload, 1, len(payload), align=16)
+            b.start_table()
+            b.add_offset(0, data_off)
+            buffer_offs.append(b.end_table())
+        else:
+            buffer_offs.append(_empty_table(b))
+    buffers_vec = b.offset_vector(buffer_offs)
+
+    # Tensors.
+    tensor_offs = [_write_tensor(b, i, t, i + 1) for i, t in enumerate(tensors)]
+    tensors_vec = b.offset_vector(tensor_offs)
+
+    # Operators.
+    op_offs: list[int] = []
+    for j, od in enumerate(operators):
+        opt_type, opt_off = _write_options(b, j, od)
+        ins = b.vector(_I32, [int(i) for i in od.inputs])
+        outs = b.vector(_I32, [int(i) for i in od.outputs])
+        b.start_table()
+        b.add_scalar(0, _U32, op_code_index[j])
+        b.add_offset(1, ins)
+        b.add_offset(2, outs)
+        if opt_type:
+            b.add_scalar(3, _U8, opt_type)
+            b.add_offset(4, opt_off)
+        op_offs.append(b.end_table())
+    ops_vec = b.offset_vector(op_offs)
+
+    in_vec = b.vector(_I32, g_inputs)
+    out_vec = b.vector(_I32, g_outputs)
+    sg_name = b.string("main")
+    b.start_table()
+    b.add_offset(0, tensors_vec)
+    b.add_offset(1, in_vec)
+    b.add_offset(2, out_vec)
+    b.add_offset(3, ops_vec)
+    b.add_offset(4, sg_name)
+    subgraphs_vec = b.offset_vector([b.end_table()])
+
+    code_offs: list[int] = []
+    for op, custom, version in code_keys:
+        custom_off = b.string(custom) if custom else 0
+        code = OP_CODES[op]
+        b.start_table()
+        b.add_scalar(0, _I8, min(code, 127))  # deprecated_builtin_code
+        if custom_off:
+            b.add_offset(1, custom_off)
+        if version != 1:
+            b.add_scalar(2, _I32, version)
+        if code:
+            b.add_scalar(3, _I32, code)  # builtin_code
+        code_offs.append(b.end_table())
+    codes_vec = b.offset_vector(code_offs)
+
+    sig_vec = 0
+    if signature_key is not None:
+        sig_in = _tensor_maps(b, tensors, g_inputs)
+        sig_out = _tensor_maps(b, tensors, g_outputs)
+        key_off = b.string(signature_key)
+        b.start_table()
+        b.add_offset(0, sig_in)
+        b.add_offset(1, sig_out)
+        b.add_offset(2, key_off)
+        sig_vec = b.offset_vector([b.end_table()])
+
+    desc = b.string(description)
+    b.start_table()
+    b.add_scalar(0, _U32, 3)
+    b.add_offset(1, codes_vec)
+    b.add_offset(2, subgraphs_vec)
+    b.add_offset(3, desc)
+    b.add_offset(4, buffers_vec)
+    if sig_vec:
+        b.add_offset(7, sig_vec)
+    return b.finish(b.end_table(), TFLITE_IDENTIFIER)
+
+
+def _default_version(od: OpDef, tensors: Sequence[TensorDef]) -> int:
+    if od.op in _INT8_VERSIONS and any(
+        i >= 0 and tensors[i].dtype == "int8" for i in od.inputs
+    ):
+        return _INT8_VERSIONS[od.op]
+    return 1
+
+
+def _empty_table(b: _Builder) -> int:
+    b.start_table()
+    return b.end_table()
+
+
+def _tensor_bytes(i: int, t: TensorDef) -> bytes:
+    if t.dtype not in DTYPE_CODES:
+        raise InputError(
+            f"tensor {i} ({t.name!r}) has dtype {t.dtype!r}; expected one of {sorted(DTYPE_CODES)}"
+        )
+    if any(int(d) < 0 for d in t.shape):
+        raise InputError(f"tensor {i} ({t.name!r}) has a negative dimension in {t.shape}")
+    if t.data is None:
+        return b""
+    n = math.prod(t.shape)
+    itemsize = dict(TENSOR_TYPES.values())[t.dtype]
+    if isinstance(t.data, (bytes, bytearray, memoryview)):
+        raw = bytes(t.data)
+    else:
+        arr = np.asarray(t.data)
+        want = _NUMPY_DTYPES.get(t.dtype)
+        if want is None or arr.dtype != np.dtype(want).newbyteorder("="):
+            raise InputError(
+                f"tensor {i} ({t.name!r}) is {t.dtype} but its data is a {arr.dtype} array"
+            )
+        if arr.size != n:
+            raise InputError(
+                f"tensor {i} ({t.name!r}) has shape {t.shape} ({n} elements) but its data has "
+                f"{arr.size}"
+            )
+        raw = np.ascontiguousarray(arr, dtype=np.dtype(want)).tobytes()
+    if len(raw) != n * itemsize:
+        raise InputError(
+            f"tensor {i} ({t.name!r}) {t.shape} {t.dtype} needs {n * itemsize} bytes of data, "
+            f"got {len(raw)}"
+        )
+    if not raw:
+        raise InputError(f"tensor {i} ({t.name!r}) is a constant with no elements")
+    return raw
+
+
+def _write_tensor(b: _Builder, i: int, t: TensorDef, buffer: int) -> int:
+    scales: list[float] = []
+    zps: list[int] = []
+    if t.scale is not None:
+        scales = [float(t.scale)] if isinstance(t.scale, (int, float)) else list(t.scale)
+        if t.zero_point is None:
+            zps = [0] * len(scales)
+        elif isinstance(t.zero_point, (int, np.integer)):
+            zps = [int(t.zero_point)]
+        else:
+            zps = [int(z) for z in t.zero_point]
+        if len(zps) != len(scales):
+            raise InputError(
+                f"tensor {i} ({t.name!r}) has {len(scales)} scales but {len(zps)} zero points"
+            )
+    elif t.zero_point is not None:
+        raise InputError(f"tensor {i} ({t.name!r}) has a zero point but no scale")
+    scale_vec = b.vector(_F32, scales) if scales else 0
+    zp_vec = b.vector(_I64, zps) if zps else 0
+    b.start_table()
+    if scale_vec:
+        b.add_offset(2, scale_vec)
+        b.add_offset(3, zp_vec)
+    if t.quantized_dimension:
+        b.add_scalar(6, _I32, t.quantized_dimension)
+    quant = b.end_table()
+    sig = b.vector(_I32, [int(d) for d in t.shape_signature]) if t.shape_signature else 0
+    name = b.string(t.name or f"tensor_{i}")
+    shape = b.vector(_I32, [int(d) for d in t.shape])
+    b.start_table()
+    b.add_offset(0, shape)
+    if DTYPE_CODES[t.dtype]:
+        b.add_scalar(1, _I8, DTYPE_CODES[t.dtype])
+    b.add_scalar(2, _U32, buffer)
+    b.add_offset(3, name)
+    b.add_offset(4, quant)
+    if sig:
+        b.add_offset(7, sig)
+    return b.end_table()
+
+
+def _write_options(b: _Builder, j: int, od: OpDef) -> tuple[int, int]:
+    opts = dict(od.options or {})
+    table = OP_OPTIONS.get(od.op)
+    if table is None:
+        if opts:
+            raise InputError(
+                f"operator {j} ({od.op}) takes no builtin options, got {sorted(opts)}; "
+                f"armvww writes options for {sorted(OP_OPTIONS)}"
+            )
+        return 0, 0
+    fields = _TABLES[table]
+    known = {f.name for f in fields}
+    unknown = sorted(set(opts) - known)
+    if unknown:
+        raise InputError(
+            f"operator {j} ({od.op}): {unknown} are not fields of {table}; "
+            f"its fields are {[f.name for f in fields]}"
+        )
+    vectors: dict[int, int] = {}
+    values: dict[int, int | float] = {}
+    for k, f in enumerate(fields):
+        raw = opts.get(f.name, f.default)
+        if f.kind == "[i32]":
+            seq = raw if isinstance(raw, (list, tuple)) else None
+            if seq is None:
+                raise InputError(f"operator {j} ({od.op}): {f.name} must be a list of ints")
+            if seq or f.name in opts:
+                vectors[k] = b.vector(_I32, [int(x) for x in seq])
+            continue
+        value = _option_value(j, od.op, f, raw)
+        if value != _SCHEMA_DEFAULTS.get(f.name, 0):
+            values[k] = value
+    b.start_table()
+    for k, off in vectors.items():
+        b.add_offset(k, off)
+    for k, value in values.items():
+        kind = fields[k].kind
+        if kind == "f32":
+            b.add_scalar(k, _F32, float(value))
+        elif kind == "i32":
+            b.add_scalar(k, _I32, int(value))
+        else:
+            b.add_scalar(k, _I8, int(value))
+    return BUILTIN_OPTIONS[table], b.end_table()
+
+
+def _option_value(j: int, op: str, f: _Field, raw: object) -> int | float:
+    if f.enum is not None and isinstance(raw, str):
+        if raw not in f.enum:
+            raise InputError(
+                f"operator {j} ({op}): {f.name}={raw!r}; expected one of {sorted(f.enum)}"
+            )
+        return f.enum[raw]
+    if f.kind == "f32":
+        if not isinstance(raw, (int, float)):
+            raise InputError(f"operator {j} ({op}): {f.name} must be a number, got {raw!r}")
+        return float(raw)
+    if isinstance(raw, bool) or isinstance(raw, (int, np.integer)):
+        return int(raw)
+    raise InputError(f"operator {j} ({op}): {f.name} must be an int, got {raw!r}")
+
+
+def _tensor_maps(b: _Builder, tensors: Sequence[TensorDef], idx: Sequence[int]) -> int:
+    offs = []
+    for i in idx:
+        name = b.string(tensors[i].name or f"tensor_{i}")
+        b.start_table()
+        b.add_offset(0, name)
+        b.add_scalar(1, _U32, i)
+        offs.append(b.end_table())
+    return b.offset_vector(offs)
+
+
+# --------------------------------------------------------------------------------------------
+# Ready-made models.
+# --------------------------------------------------------------------------------------------
+
+#: Scale and zero point of the PAD probe's input and output (the zero point is vww2's input).
+PAD_PROBE_SCALE: Final = 0.0078125
+PAD_PROBE_ZERO_POINT: Final = -72
+_PAD_PROBE_SHAPE: Final = (1, 2, 2, 1)
+
+
+def pad_probe_model(then_conv: bool = False) -> bytes:
+    """The smallest int8 model with one PAD whose input zero point is not zero.
+
+    Input int8 (1, 2, 2, 1), scale :data:`PAD_PROBE_SCALE`, zero point
+    :data:`PAD_PROBE_ZERO_POINT`; PAD by 1 on H and W; output int8 (1, 4, 4, 1) with the same
+    quantisation. A correct runtime fills the border with the zero point (real 0.0); Arm NN
+    20.08's TfLite parser fills it with int8 0. With ``then_conv`` a 1x1 identity CONV_2D
+    follows the PAD (same output), which lets a runtime fold the pad into the convolution.
+    See :func:`pad_probe_expected`.
+
+    This is not a VWW model: :func:`armvww.model.parse_model` rejects it.
+    """
+    q = {"scale": PAD_PROBE_SCALE, "zero_point": PAD_PROBE_ZERO_POINT}
+    paddings = np.array([[0, 0], [1, 1], [1, 1], [0, 0]], dtype=np.int32)
+    tensors = [
+        TensorDef(_PAD_PROBE_SHAPE, "int8", "input", **q),  # type: ignore[arg-type]
+        TensorDef((4, 2), "int32", "paddings", data=paddings),
+        TensorDef((1, 4, 4, 1), "int8", "padded", **q),  # type: ignore[arg-type]
+    ]
+    ops = [OpDef("PAD", [0, 1], [2])]
+    if then_conv:
+        tensors += [
+            TensorDef(
+                (1, 1, 1, 1), "int8", "identity_w", scale=[1 / 127], zero_point=[0],
+                data=np.array([127], dtype=np.int8).reshape(1, 1, 1, 1),
+            ),
+            TensorDef(
+                (1,), "int32", "identity_b", scale=[PAD_PROBE_SCALE / 127], zero_point=[0],
+                data=np.zeros(1, dtype=np.int32),
+            ),
+            TensorDef((1, 4, 4, 1), "int8", "output", **q),  # type: ignore[arg-type]
+        ]
+        ops.append(OpDef("CONV_2D", [2, 3, 4], [5], {"padding": "VALID"}))
+    return build_model(tensors, ops, [0], [len(tensors) - 1], "armvww PAD zero-point probe")
+
+
+def pad_probe_input() -> np.ndarray:
+    """A fixed int8 (1, 2, 2, 1) input for the PAD probe; no value equals 0 or the zero point."""
+    return np.array([10, -20, 30, 127], dtype=np.int8).reshape(_PAD_PROBE_SHAPE)
+
+
+def pad_probe_expected(x: np.ndarray) -> np.ndarray:
+    """What a correct runtime returns from :func:`pad_probe_model` for the input ``x``.
+
+    Raises:
+        InputError: ``x`` is not an int8 array of shape (1, 2, 2, 1).
+    """
+    x = np.asarray(x)
+    if x.dtype != np.int8 or x.shape != _PAD_PROBE_SHAPE:
+        raise InputError(f"the PAD probe takes int8 {_PAD_PROBE_SHAPE}, got {x.dtype} {x.shape}")
+    out = np.full((1, 4, 4, 1), PAD_PROBE_ZERO_POINT, dtype=np.int8)
+    out[:, 1:3, 1:3, :] = x
+    return out
+
+
+@dataclass(frozen=True)
+class TinyVwwParams:
+    """Every constant of :func:`tiny_vww_model`, for independent reference computations."""
+
+    hw: tuple[int, int]
+    in_scale: float
+    in_zp: int
+    conv_w: np.ndarray  # int8 (C1, 3, 3, Cin), per-output-channel scales
+    conv_w_scales: np.ndarray  # float64 (C1,)
+    conv_b: np.ndarray  # int32 (C1,), scale in_scale * conv_w_scales
+    conv_scale: float
+    conv_zp: int  # conv output (ReLU fused), also the pool output
+    fc_w: np.ndarray  # int8 (N, C1), per-tensor
+    fc_w_scale: float
+    fc_b: np.ndarray  # int32 (N,), scale conv_scale * fc_w_scale
+    out_scale: float
+    out_zp: int
+
+
+_TINY_C1: Final = 4
+
+
+def tiny_vww_params(hw: tuple[int, int] = (8, 8), channels: int = 1, classes: int = 2) -> (
+    TinyVwwParams
+):
+    """The deterministic constants of :func:`tiny_vww_model` (no random number generator).
+
+    Raises:
+        InputError: a non-positive size, channel or class count.
+    """
+    h, w = int(hw[0]), int(hw[1])
+    if h < 1 or w < 1 or channels < 1 or classes < 1:
+        raise InputError(f"tiny VWW model needs positive sizes, got hw={hw} channels={channels}")
+    c1 = _TINY_C1
+    k = np.arange(c1 * 9 * channels, dtype=np.int64)
+    conv_w = (((k * 37 + 11) % 255) - 127).astype(np.int8).reshape(c1, 3, 3, channels)
+    conv_w_scales = np.array([0.004, 0.005, 0.006, 0.007], dtype=np.float64)[:c1]
+    in_scale, in_zp = 0.0078125, -72
+    conv_b = np.array([40, -300, 1200, -20], dtype=np.int32)[:c1]
+    j = np.arange(classes * c1, dtype=np.int64)
+    fc_w = (((j * 53 + 29) % 255) - 127).astype(np.int8).reshape(classes, c1)
+    return TinyVwwParams(
+        hw=(h, w),
+        in_scale=in_scale,
+        in_zp=in_zp,
+        conv_w=conv_w,
+        conv_w_scales=conv_w_scales,
+        conv_b=conv_b,
+        conv_scale=0.02,
+        conv_zp=-128,
+        fc_w=fc_w,
+        fc_w_scale=0.01,
+        fc_b=(np.arange(classes, dtype=np.int32) * 150 - 75).astype(np.int32),
+        out_scale=0.05,
+        out_zp=3,
+    )
+
+
+def _tiny_graph(
+    hw: tuple[int, int],
+    channels: int = 1,
+    classes: int = 2,
+    dtype: str = "int8",
+    n_inputs: int = 1,
+    custom: bool = False,
+    dynamic: bool = False,
+) -> bytes:
+    p = tiny_vww_params(hw, channels, classes)
+    h, w = p.hw
+    c1 = _TINY_C1
+    h2, w2 = (h + 1) // 2, (w + 1) // 2
+    quant = dtype == "int8"
+
+    def q(scale: float | list[float], zp: int | list[int]) -> dict[str, object]:
+        return {"scale": scale, "zero_point": zp} if quant else {}
+
+    if quant:
+        conv_w: np.ndarray = p.conv_w
+        conv_b: np.ndarray = p.conv_b
+        fc_w: np.ndarray = p.fc_w
+        fc_b: np.ndarray = p.fc_b
+    else:
+        conv_w = (p.conv_w * p.conv_w_scales[:, None, None, None]).astype(np.float32)
+        conv_b = (p.conv_b * p.in_scale * p.conv_w_scales).astype(np.float32)
+        fc_w = (p.fc_w * p.fc_w_scale).astype(np.float32)
+        fc_b = (p.fc_b * p.conv_scale * p.fc_w_scale).astype(np.float32)
+    bias_t = "int32" if quant else "float32"
+    sig = (-1, h, w, channels) if dynamic else None
+    t: list[TensorDef] = [
+        TensorDef(
+            (1, h, w, channels), dtype, "input", shape_signature=sig,
+            **q(p.in_scale, p.in_zp),  # type: ignore[arg-type]
+        )
+    ]
+    ops: list[OpDef] = []
+    x = 0
+    for extra in range(1, n_inputs):
+        t.append(TensorDef((1, h, w, channels), dtype, f"input_{extra}",
+                           **q(p.in_scale, p.in_zp)))  # type: ignore[arg-type]
+        t.append(TensorDef((1, h, w, channels), dtype, f"sum_{extra}",
+                           **q(p.in_scale * 2, p.in_zp)))  # type: ignore[arg-type]
+        ops.append(OpDef("ADD", [x, len(t) - 2], [len(t) - 1]))
+        x = len(t) - 1
+    base = len(t)
+    t += [
+        TensorDef((c1, 3, 3, channels), dtype, "conv/weights", quantized_dimension=0,
+                  data=conv_w, **q([float(s) for s in p.conv_w_scales], [0] * c1)),  # type: ignore[arg-type]
+        TensorDef((c1,), bias_t, "conv/bias", data=conv_b,
+                  **q([float(p.in_scale * s) for s in p.conv_w_scales], [0] * c1)),  # type: ignore[arg-type]
+        TensorDef((1, h2, w2, c1), dtype, "conv/relu",
+                  **q(p.conv_scale, p.conv_zp)),  # type: ignore[arg-type]
+        TensorDef((1, 1, 1, c1), dtype, "pool",
+                  **q(p.conv_scale, p.conv_zp)),  # type: ignore[arg-type]
+        TensorDef((2,), "int32", "reshape/shape", data=np.array([1, c1], dtype=np.int32)),
+        TensorDef((1, c1), dtype, "reshape", **q(p.conv_scale, p.conv_zp)),  # type: ignore[arg-type]
+        TensorDef((classes, c1), dtype, "fc/weights", data=fc_w,
+                  **q(p.fc_w_scale, 0)),  # type: ignore[arg-type]
+        TensorDef((classes,), bias_t, "fc/bias", data=fc_b,
+                  **q(p.conv_scale * p.fc_w_scale, 0)),  # type: ignore[arg-type]
+        TensorDef((1, classes), dtype, "Identity", **q(p.out_scale, p.out_zp)),  # type: ignore[arg-type]
+    ]
+    cw, cb, conv_out, pool, shp, resh, fw, fb, out = range(base, base + 9)
+    ops += [
+        OpDef("CONV_2D", [x, cw, cb], [conv_out],
+              {"padding": "SAME", "stride_w": 2, "stride_h": 2,
+               "fused_activation_function": "RELU"}),
+        OpDef("AVERAGE_POOL_2D", [conv_out], [pool],
+              {"padding": "VALID", "stride_w": 1, "stride_h": 1,
+               "filter_width": w2, "filter_height": h2}),
+        OpDef("RESHAPE", [pool, shp], [resh], {"new_shape": [1, c1]}),
+    ]
+    if custom:
+        t.append(TensorDef((1, c1), dtype, "custom", **q(p.conv_scale, p.conv_zp)))  # type: ignore[arg-type]
+        ops.append(OpDef("CUSTOM", [resh], [len(t) - 1], custom_code="ArmvwwTestOp"))
+        resh = len(t) - 1
+    ops.append(OpDef("FULLY_CONNECTED", [resh, fw, fb], [out]))
+    inputs = [0] + [1 + 2 * k for k in range(n_inputs - 1)]
+    return build_model(t, ops, inputs, [out], f"armvww tiny VWW {h}x{w} {dtype}")
+
+
+def tiny_vww_model(hw: tuple[int, int] = (8, 8)) -> bytes:
+    """A small valid VWW-shaped int8 model with deterministic weights.
+
+    int8 (1, H, W, 1) -> CONV_2D 3x3/2 SAME + ReLU (4 channels, per-channel weights) ->
+    AVERAGE_POOL_2D over the whole map -> RESHAPE (1, 4) -> FULLY_CONNECTED -> int8 (1, 2).
+    Its constants are :func:`tiny_vww_params`. Cheap to load: use it for trial loads of a
+    backend (GpuAcc/CpuAcc) in a child process, and in tests.
+
+    Raises:
+        InputError: a non-positive size.
+    """
+    return _tiny_graph(hw)
+
+
+def float_model(hw: tuple[int, int] = (8, 8)) -> bytes:
+    """The tiny VWW graph in float32 (foreign: armvww runs int8 models only)."""
+    return _tiny_graph(hw, dtype="float32")
+
+
+def wrong_output_model(hw: tuple[int, int] = (8, 8)) -> bytes:
+    """The tiny VWW graph with an int8 (1, 3) output (foreign: VWW has two classes)."""
+    return _tiny_graph(hw, classes=3)
+
+
+def two_input_model(hw: tuple[int, int] = (8, 8)) -> bytes:
+    """Two int8 image inputs, ADDed, then the tiny VWW graph (foreign: one input expected)."""
+    return _tiny_graph(hw, n_inputs=2)
+
+
+def rgb_input_model(hw: tuple[int, int] = (8, 8)) -> bytes:
+    """The tiny VWW graph on an int8 (1, H, W, 3) input (foreign: VWW is greyscale)."""
+    return _tiny_graph(hw, channels=3)
+
+
+def custom_op_model(hw: tuple[int, int] = (8, 8)) -> bytes:
+    """The tiny VWW graph with a CUSTOM operator ``ArmvwwTestOp`` that no runtime knows."""
+    return _tiny_graph(hw, custom=True)
+
+
+def dynamic_shape_model(hw: tuple[int, int] = (8, 8)) -> bytes:
+    """The tiny VWW graph whose input has ``shape_signature`` (-1, H, W, 1): a dynamic batch.
+
+    Its ``shape`` is (1, H, W, 1), as the converter writes it; only the signature is dynamic.
+    """
+    return _tiny_graph(hw, dynamic=True)
+
+
+# --------------------------------------------------------------------------------------------
+# Rewriting: intermediate tensors as extra outputs.
+# --------------------------------------------------------------------------------------------
+
+
+def all_intermediate_tensors(model: Model) -> list[int]:
+    """Every operator output in execution order, without the model's own output.
+
+    The result can be passed to :func:`with_extra_outputs` as is.
+    """
+    seen = {model.output.index}
+    out: list[int] = []
+    for op in model.operators:
+        for t in op.outputs:
+            if t >= 0 and t not in seen:
+                seen.add(t)
+                out.append(t)
+    return out
+
+
+def _field_pos(t: flatbuf.Table, index: int) -> int:
+    """Absolute position of field ``index`` of table ``t`` (0 when absent)."""
+    vt = t.pos - _I32.unpack_from(t.buf, t.pos)[0]
+    vt_len = struct.unpack_from("<H", t.buf, vt)[0]
+    slot = 4 + 2 * index
+    if slot + 2 > vt_len:
+        return 0
+    off = struct.unpack_from("<H", t.buf, vt + slot)[0]
+    return t.pos + off if off else 0
+
+
+def _append(data: bytearray, frag: bytes, align: int, obj_from_end: int) -> int:
+    """Append ``frag`` at an ``align``-aligned position; return the object's position."""
+    data.extend(bytes((-len(data)) % align))
+    start = len(data)
+    data.extend(frag)
+    return start + len(frag) - obj_from_end
+
+
+def _patch_uoffset(data: bytearray, field_pos: int, target: int) -> None:
+    if target <= field_pos:
+        raise ModelIntegrityError("internal error: a patched uoffset would point backwards")
+    _U32.pack_into(data, field_pos, target - field_pos)
+
+
+def with_extra_outputs(data: bytes, tensor_indices: Sequence[int]) -> bytes:
+    """Rewrite a TFLite model so that ``tensor_indices`` become extra outputs of subgraph 0.
+
+    The original outputs keep their places; the new ones follow in the given order, so output
+    ``k + len(original outputs)`` is tensor ``tensor_indices[k]``. Nothing is moved: the new
+    output vector is appended to the file and the subgraph's ``outputs`` offset re-pointed at
+    it. SignatureDefs of subgraph 0 get matching entries (named after the tensors), so
+    signature runners see the extra outputs too. The original bytes are left as they were.
+
+    Raises:
+        InputError: an index outside the tensor list, a duplicate, a tensor that is already an
+            output, or a constant tensor.
+        ModelIntegrityError: ``data`` is not a readable TFLite flatbuffer.
+        UnsupportedModelError: the model's subgraph 0 has no outputs field to extend.
+    """
+    data = bytes(data)
+    try:
+        root = flatbuf.root(data, TFLITE_IDENTIFIER)
+        sg = next(root.tables(2), None)
+        if sg is None:
+            raise UnsupportedModelError("the model has no subgraph to add outputs to")
+        outputs = sg.i32_vector(2)
+        tensors = list(sg.tables(0))
+        const_buffers = {
+            i for i, b in enumerate(root.tables(4)) if b.bytes_vector(0)[1] or b.u64(2)
+        }
+        wanted = [int(i) for i in tensor_indices]
+        names = [t.string(3) or f"tensor_{i}" for i, t in enumerate(tensors)]
+        for i in wanted:
+            if not 0 <= i < len(tensors):
+                raise InputError(f"tensor {i} does not exist; the subgraph has {len(tensors)}")
+            if i in outputs:
+                raise InputError(f"tensor {i} ({names[i]!r}) is already a subgraph output")
+            if tensors[i].u32(2) in const_buffers:
+                raise InputError(f"tensor {i} ({names[i]!r}) is a constant, not an activation")
+        if len(set(wanted)) != len(wanted):
+            raise InputError(f"tensor_indices has duplicates: {wanted}")
+        out_field = _field_pos(sg, 2)
+        if not out_field:
+            raise UnsupportedModelError("subgraph 0 has no outputs field to extend")
+        signatures = [s for s in root.tables(7) if s.u32(4) == 0 and _field_pos(s, 1)]
+        sig_maps = [[(m.string(0) or "", m.u32(1)) for m in s.tables(1)] for s in signatures]
+    except flatbuf.FlatbufferError as exc:
+        raise ModelIntegrityError(f"not a readable TFLite flatbuffer: {exc}") from exc
+    if not wanted:
+        return data
+
+    out = bytearray(data)
+    vec = _append(out, b"", 4, 0)
+    out.extend(_U32.pack(len(outputs) + len(wanted)))
+    out.extend(struct.pack(f"<{len(outputs) + len(wanted)}i", *outputs, *wanted))
+    _patch_uoffset(out, out_field, vec)
+
+    for s, maps in zip(signatures, sig_maps, strict=True):
+        taken = {n for n, _ in maps}
+        entries = list(maps)
+        for i in wanted:
+            name, k = names[i], 1
+            while name in taken:
+                name, k = f"{names[i]}_{k}", k + 1
+            taken.add(name)
+            entries.append((name, i))
+        b = _Builder()
+        offs = []
+        for name, i in entries:
+            s_off = b.string(name)
+            b.start_table()
+            b.add_offset(0, s_off)
+            b.add_scalar(1, _U32, i)
+            offs.append(b.end_table())
+        vec_off = b.offset_vector(offs)
+        frag, align = b.fragment()
+        _patch_uoffset(out, _field_pos(s, 1), _append(out, frag, align, vec_off))
+    return bytes(out)

@@ -1,0 +1,75 @@
+"""Shared fixtures: the real models and labelled photos from ../shared, and strict mode.
+
+``ARMVWW_SHARED`` points at the shared data folder (default: ``<repo>/../shared``). With
+``ARMVWW_STRICT=1`` (CI) a skipped test is a failure unless it is marked ``optional``: in CI
+nothing the README promises may be skipped.
+"""
+
+from __future__ import annotations
+
+import csv
+import os
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parent.parent
+SHARED = Path(os.environ.get("ARMVWW_SHARED", REPO.parent / "shared"))
+MODELS = SHARED / "models"
+SAMPLES = SHARED / "data" / "vww_samples"
+VWW2 = MODELS / "vww2_50_50_INT8.tflite"
+VWW4 = MODELS / "vww4_128_128_INT8.tflite"
+
+
+def _need(path: Path) -> Path:
+    if not path.exists():
+        pytest.skip(f"{path} is absent (set ARMVWW_SHARED to the shared data folder)")
+    return path
+
+
+@pytest.fixture(scope="session")
+def vww2_path() -> Path:
+    return _need(VWW2)
+
+
+@pytest.fixture(scope="session")
+def vww4_path() -> Path:
+    return _need(VWW4)
+
+
+@pytest.fixture(scope="session")
+def vww2_bytes(vww2_path: Path) -> bytes:
+    return vww2_path.read_bytes()
+
+
+@pytest.fixture(scope="session")
+def vww4_bytes(vww4_path: Path) -> bytes:
+    return vww4_path.read_bytes()
+
+
+@pytest.fixture(scope="session")
+def samples() -> list[tuple[Path, int]]:
+    """(path, label) of the 13 labelled photos; label 1 = person."""
+    labels = _need(SAMPLES / "labels.csv")
+    with labels.open() as f:
+        return [(SAMPLES / row["path"], int(row["label"])) for row in csv.DictReader(f)]
+
+
+@pytest.fixture(autouse=True)
+def _isolated_env(monkeypatch: pytest.MonkeyPatch, tmp_path_factory: pytest.TempPathFactory):
+    """Tests see the shared models by name, and a private empty user cache."""
+    monkeypatch.delenv("ARMVWW_MODEL", raising=False)
+    if MODELS.is_dir():
+        monkeypatch.setenv("ARMVWW_MODEL_DIR", str(MODELS))
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path_factory.getbasetemp() / "xdg-cache"))
+
+
+@pytest.hookimpl(hookwrapper=True)
+def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]):  # type: ignore[no-untyped-def]
+    outcome = yield
+    report = outcome.get_result()
+    strict = os.environ.get("ARMVWW_STRICT") == "1"
+    if strict and report.skipped and item.get_closest_marker("optional") is None:
+        reason = report.longrepr[2] if isinstance(report.longrepr, tuple) else report.longrepr
+        report.outcome = "failed"
+        report.longrepr = f"skipped in strict mode (ARMVWW_STRICT=1): {reason}"

@@ -1,0 +1,192 @@
+"""The shared preprocessing: golden bytes, an independent reference, a C oracle, properties."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import shutil
+import subprocess
+from pathlib import Path
+
+import numpy as np
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+from PIL import Image
+
+from armvww import images, preprocess
+from armvww.model import Model, parse_model
+
+from .conftest import REPO
+from .reference_pipeline import reference_input
+
+GOLDEN = json.loads((REPO / "tests" / "golden" / "preprocess_sha256.json").read_text())
+VWW2_SCALE, VWW2_ZP = 0.007549178320914507, -72  # float32 value stored in the model
+
+
+@pytest.fixture(scope="module")
+def models(vww2_bytes: bytes, vww4_bytes: bytes) -> dict[str, Model]:
+    return {"vww2": parse_model(vww2_bytes), "vww4": parse_model(vww4_bytes)}
+
+
+def _input(m: Model, img: Image.Image) -> np.ndarray:
+    s = m.input
+    assert s.scale is not None and s.zero_point is not None
+    return preprocess.image_to_input(img, s.shape, s.scale, s.zero_point)
+
+
+@pytest.mark.parametrize("name", ["vww2", "vww4"])
+def test_golden_bytes_of_every_sample(name: str, models: dict[str, Model], samples) -> None:
+    m = models[name]
+    for path, _ in samples:
+        rel = path.relative_to(path.parent.parent).as_posix()
+        q = _input(m, images.load_image(path))
+        assert q.shape == m.input.shape and q.dtype == np.int8
+        assert hashlib.sha256(q.tobytes()).hexdigest() == GOLDEN[name][rel], rel
+
+
+@pytest.mark.parametrize("name", ["vww2", "vww4"])
+def test_colour_samples_match_the_independent_reference(
+    name: str, models: dict[str, Model], samples
+) -> None:
+    m = models[name]
+    s = m.input
+    h, w = m.input_hw
+    for path, _ in samples:
+        if Image.open(path).mode in ("L", "1"):
+            continue
+        ours = _input(m, images.load_image(path))
+        ref = reference_input(str(path), w, h, s.scale, s.zero_point)  # type: ignore[arg-type]
+        np.testing.assert_array_equal(ours, ref, err_msg=str(path))
+
+
+def test_grey_images_skip_the_grey_conversion(models: dict[str, Model], samples) -> None:
+    """The reference turns grey into RGB and back (the v-1 quirk); we keep grey as is.
+    Converting to RGB ourselves must give the reference's bytes exactly."""
+    m = models["vww2"]
+    s = m.input
+    grey = [p for p, _ in samples if Image.open(p).mode == "L"]
+    assert len(grey) == 2
+    for path in grey:
+        img = images.load_image(path)
+        assert img.mode == "L"
+        via_rgb = _input(m, img.convert("RGB"))
+        ref = reference_input(str(path), 50, 50, s.scale, s.zero_point)  # type: ignore[arg-type]
+        np.testing.assert_array_equal(via_rgb, ref)
+        direct = _input(m, img)
+        # they differ exactly where the crop holds one of the quirk values
+        crop = np.asarray(preprocess.resize_crop(img, 50, 50)).reshape(1, 50, 50, 1)
+        quirk = np.isin(crop, preprocess.GREY_QUIRK_VALUES)
+        table = preprocess.quant_table(s.scale, s.zero_point)  # type: ignore[arg-type]
+        differs_in_q = table[crop] != table[np.maximum(crop.astype(int) - 1, 0)]
+        np.testing.assert_array_equal(direct != via_rgb, quirk & differs_in_q)
+
+
+def test_grey_quirk_values() -> None:
+    v = np.arange(256, dtype=np.uint8)
+    grey = preprocess.rgb_to_grey(np.stack([v, v, v], axis=-1))
+    quirk = tuple(int(x) for x in np.nonzero(grey != v)[0])
+    assert quirk == preprocess.GREY_QUIRK_VALUES
+    assert all(int(grey[x]) == x - 1 for x in quirk)
+
+
+@pytest.fixture(scope="module")
+def oracle(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    cc = shutil.which("cc") or shutil.which("gcc")
+    if cc is None:
+        pytest.skip("no C compiler (apt-get install gcc) for the C oracle")
+    exe = tmp_path_factory.mktemp("oracle") / "vww_ref"
+    src = REPO / "tests" / "oracle" / "vww_ref.c"
+    subprocess.run([cc, "-O2", "-ffp-contract=off", "-o", str(exe), str(src)], check=True)
+    return exe
+
+
+@pytest.mark.parametrize(("scale", "zp"), [(VWW2_SCALE, VWW2_ZP), (0.008137832395732403, -70),
+                                           (0.003, 100), (0.004, -128)])
+def test_grey_and_quant_match_the_c_oracle(oracle: Path, scale: float, zp: int) -> None:
+    rng = np.random.default_rng(7)
+    trip = np.concatenate(
+        [np.repeat(np.arange(256, dtype=np.uint8)[:, None], 3, axis=1),
+         rng.integers(0, 256, size=(20000, 3), dtype=np.uint8)]
+    )
+    text = f"{float(np.float32(scale))!r} {zp}\n" + "\n".join(" ".join(map(str, t)) for t in trip)
+    out = subprocess.run([str(oracle)], input=text, capture_output=True, text=True, check=True)
+    ref = np.array([line.split() for line in out.stdout.splitlines()], dtype=np.int64)
+    grey = preprocess.rgb_to_grey(trip)
+    np.testing.assert_array_equal(grey, ref[:, 0])
+    np.testing.assert_array_equal(preprocess.quantize_grey(grey, scale, zp), ref[:, 1])
+
+
+def test_quant_table_is_clamped_before_the_cast() -> None:
+    t = preprocess.quant_table(0.001, 0)  # 255/255/0.001 = 1000: far above int8
+    assert t[255] == 127 and t[0] == 0 and t.min() >= -128
+    t2 = preprocess.quant_table(0.001, -128)
+    assert t2[0] == -128 and t2[255] == 127
+    assert not t.flags.writeable
+
+
+@pytest.mark.parametrize(("size", "expect_short"), [(97, 50), (161, 50), (193, 50), (96, 50)])
+def test_shorter_side_is_exactly_the_model_side(size: int, expect_short: int) -> None:
+    assert preprocess.resized_size(size, size * 2, 50, 50) == (50, int(size * 2 * (50.0 / size)))
+    assert min(preprocess.resized_size(size * 2, size, 50, 50)) == expect_short
+
+
+def test_reference_truncation_reproduces_the_reference_quirk(tmp_path: Path) -> None:
+    """At 193 px the reference resizes to 49 px and its crop pads black: opt-in only."""
+    rng = np.random.default_rng(3)
+    arr = rng.integers(0, 256, size=(193, 193, 3), dtype=np.uint8)
+    p = tmp_path / "x.png"
+    Image.fromarray(arr).save(p)
+    assert preprocess.resized_size(193, 193, 50, 50, reference_truncation=True) == (49, 49)
+    img = images.load_image(p)
+    ref = reference_input(str(p), 50, 50, VWW2_SCALE, VWW2_ZP)
+    quirky = preprocess.image_to_input(img, (1, 50, 50, 1), VWW2_SCALE, VWW2_ZP, True)
+    np.testing.assert_array_equal(quirky, ref)
+    fixed = preprocess.image_to_input(img, (1, 50, 50, 1), VWW2_SCALE, VWW2_ZP)
+    assert (fixed[0, -1] != VWW2_ZP).any()  # last row is real image, not padding
+
+
+def test_crop_box_rounds_half_to_even() -> None:
+    assert preprocess.crop_box(55, 50, 50, 50) == (2, 0, 52, 50)  # 2.5 -> 2, 52.5 -> 52
+    assert preprocess.crop_box(57, 50, 50, 50) == (4, 0, 54, 50)  # 3.5 -> 4
+
+
+def test_dequantize_in_int64_and_softmax() -> None:
+    q = np.array([-128, 127], dtype=np.int8)
+    d = preprocess.dequantize(q, 0.5, 127)
+    np.testing.assert_allclose(d, [-127.5, 0.0])
+    p = preprocess.softmax(np.array([1000.0, 1000.0]))
+    np.testing.assert_allclose(p, [0.5, 0.5])
+    # person score from raw logits: index 1 is person
+    assert preprocess.person_score(np.array([0, 100], np.int8), 0.1, 0) > 0.99
+
+
+@settings(max_examples=60, deadline=None)
+@given(
+    w=st.integers(1, 300),
+    h=st.integers(1, 300),
+    side=st.sampled_from([(50, 50), (128, 128), (64, 32)]),
+    colour=st.booleans(),
+    seed=st.integers(0, 2**32 - 1),
+)
+def test_properties_shape_range_determinism(w, h, side, colour, seed) -> None:
+    rng = np.random.default_rng(seed)
+    shape = (h, w, 3) if colour else (h, w)
+    arr = rng.integers(0, 256, size=shape, dtype=np.uint8)
+    th, tw = side
+    img = images.load_image(arr)
+    q1 = preprocess.image_to_input(img, (1, th, tw, 1), VWW2_SCALE, VWW2_ZP)
+    q2 = preprocess.image_to_input(images.load_image(arr.copy()), (1, th, tw, 1), VWW2_SCALE,
+                                   VWW2_ZP)
+    assert q1.shape == (1, th, tw, 1) and q1.dtype == np.int8
+    table = preprocess.quant_table(VWW2_SCALE, VWW2_ZP)
+    assert q1.min() >= table[0] and q1.max() <= table[255]
+    np.testing.assert_array_equal(q1, q2)
+
+
+@settings(max_examples=40, deadline=None)
+@given(v=st.integers(0, 255))
+def test_uniform_grey_image_maps_through_the_table(v: int) -> None:
+    arr = np.full((70, 90), v, np.uint8)
+    q = preprocess.image_to_input(images.load_image(arr), (1, 50, 50, 1), VWW2_SCALE, VWW2_ZP)
+    assert (q == preprocess.quant_table(VWW2_SCALE, VWW2_ZP)[v]).all()
