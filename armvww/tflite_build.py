@@ -710,12 +710,12 @@ def pad_probe_model(then_conv: bool = False) -> bytes:
 
     This is not a VWW model: :func:`armvww.model.parse_model` rejects it.
     """
-    q = {"scale": PAD_PROBE_SCALE, "zero_point": PAD_PROBE_ZERO_POINT}
+    sc, zp = PAD_PROBE_SCALE, PAD_PROBE_ZERO_POINT
     paddings = np.array([[0, 0], [1, 1], [1, 1], [0, 0]], dtype=np.int32)
     tensors = [
-        TensorDef(_PAD_PROBE_SHAPE, "int8", "input", **q),  # type: ignore[arg-type]
+        TensorDef(_PAD_PROBE_SHAPE, "int8", "input", scale=sc, zero_point=zp),
         TensorDef((4, 2), "int32", "paddings", data=paddings),
-        TensorDef((1, 4, 4, 1), "int8", "padded", **q),  # type: ignore[arg-type]
+        TensorDef((1, 4, 4, 1), "int8", "padded", scale=sc, zero_point=zp),
     ]
     ops = [OpDef("PAD", [0, 1], [2])]
     if then_conv:
@@ -728,7 +728,7 @@ def pad_probe_model(then_conv: bool = False) -> bytes:
                 (1,), "int32", "identity_b", scale=[PAD_PROBE_SCALE / 127], zero_point=[0],
                 data=np.zeros(1, dtype=np.int32),
             ),
-            TensorDef((1, 4, 4, 1), "int8", "output", **q),  # type: ignore[arg-type]
+            TensorDef((1, 4, 4, 1), "int8", "output", scale=sc, zero_point=zp),
         ]
         ops.append(OpDef("CONV_2D", [2, 3, 4], [5], {"padding": "VALID"}))
     return build_model(tensors, ops, [0], [len(tensors) - 1], "armvww PAD zero-point probe")
@@ -825,71 +825,79 @@ def _tiny_graph(
     c1 = _TINY_C1
     h2, w2 = (h + 1) // 2, (w + 1) // 2
     quant = dtype == "int8"
+    t: list[TensorDef] = []
 
-    def q(scale: float | list[float], zp: int | list[int]) -> dict[str, object]:
-        return {"scale": scale, "zero_point": zp} if quant else {}
+    def add(
+        shape: tuple[int, ...],
+        name: str,
+        scale: float | list[float],
+        zp: int | list[int],
+        data: np.ndarray | None = None,
+        tdtype: str | None = None,
+        sig: tuple[int, ...] | None = None,
+    ) -> int:
+        t.append(
+            TensorDef(
+                shape,
+                tdtype or dtype,
+                name,
+                scale=scale if quant else None,
+                zero_point=zp if quant else None,
+                data=data,
+                shape_signature=sig,
+            )
+        )
+        return len(t) - 1
 
     if quant:
-        conv_w: np.ndarray = p.conv_w
-        conv_b: np.ndarray = p.conv_b
-        fc_w: np.ndarray = p.fc_w
-        fc_b: np.ndarray = p.fc_b
+        conv_w, conv_b, fc_w, fc_b = p.conv_w, p.conv_b, p.fc_w, p.fc_b
     else:
         conv_w = (p.conv_w * p.conv_w_scales[:, None, None, None]).astype(np.float32)
         conv_b = (p.conv_b * p.in_scale * p.conv_w_scales).astype(np.float32)
         fc_w = (p.fc_w * p.fc_w_scale).astype(np.float32)
         fc_b = (p.fc_b * p.conv_scale * p.fc_w_scale).astype(np.float32)
     bias_t = "int32" if quant else "float32"
-    sig = (-1, h, w, channels) if dynamic else None
-    t: list[TensorDef] = [
-        TensorDef(
-            (1, h, w, channels), dtype, "input", shape_signature=sig,
-            **q(p.in_scale, p.in_zp),  # type: ignore[arg-type]
-        )
-    ]
+    image = (1, h, w, channels)
+    inputs = [add(image, "input", p.in_scale, p.in_zp, sig=(-1, h, w, channels) if dynamic else None)]
     ops: list[OpDef] = []
-    x = 0
-    for extra in range(1, n_inputs):
-        t.append(TensorDef((1, h, w, channels), dtype, f"input_{extra}",
-                           **q(p.in_scale, p.in_zp)))  # type: ignore[arg-type]
-        t.append(TensorDef((1, h, w, channels), dtype, f"sum_{extra}",
-                           **q(p.in_scale * 2, p.in_zp)))  # type: ignore[arg-type]
-        ops.append(OpDef("ADD", [x, len(t) - 2], [len(t) - 1]))
-        x = len(t) - 1
-    base = len(t)
-    t += [
-        TensorDef((c1, 3, 3, channels), dtype, "conv/weights", quantized_dimension=0,
-                  data=conv_w, **q([float(s) for s in p.conv_w_scales], [0] * c1)),  # type: ignore[arg-type]
-        TensorDef((c1,), bias_t, "conv/bias", data=conv_b,
-                  **q([float(p.in_scale * s) for s in p.conv_w_scales], [0] * c1)),  # type: ignore[arg-type]
-        TensorDef((1, h2, w2, c1), dtype, "conv/relu",
-                  **q(p.conv_scale, p.conv_zp)),  # type: ignore[arg-type]
-        TensorDef((1, 1, 1, c1), dtype, "pool",
-                  **q(p.conv_scale, p.conv_zp)),  # type: ignore[arg-type]
-        TensorDef((2,), "int32", "reshape/shape", data=np.array([1, c1], dtype=np.int32)),
-        TensorDef((1, c1), dtype, "reshape", **q(p.conv_scale, p.conv_zp)),  # type: ignore[arg-type]
-        TensorDef((classes, c1), dtype, "fc/weights", data=fc_w,
-                  **q(p.fc_w_scale, 0)),  # type: ignore[arg-type]
-        TensorDef((classes,), bias_t, "fc/bias", data=fc_b,
-                  **q(p.conv_scale * p.fc_w_scale, 0)),  # type: ignore[arg-type]
-        TensorDef((1, classes), dtype, "Identity", **q(p.out_scale, p.out_zp)),  # type: ignore[arg-type]
-    ]
-    cw, cb, conv_out, pool, shp, resh, fw, fb, out = range(base, base + 9)
+    x = inputs[0]
+    for k in range(1, n_inputs):
+        inputs.append(add(image, f"input_{k}", p.in_scale, p.in_zp))
+        s = add(image, f"sum_{k}", p.in_scale * 2, p.in_zp)
+        ops.append(OpDef("ADD", [x, inputs[-1]], [s]))
+        x = s
+    w_scales = [float(v) for v in p.conv_w_scales]
+    cw = add((c1, 3, 3, channels), "conv/weights", w_scales, [0] * c1, conv_w)
+    cb = add((c1,), "conv/bias", [p.in_scale * v for v in w_scales], [0] * c1, conv_b, bias_t)
+    conv_out = add((1, h2, w2, c1), "conv/relu", p.conv_scale, p.conv_zp)
+    pool = add((1, 1, 1, c1), "pool", p.conv_scale, p.conv_zp)
+    shp = add((2,), "reshape/shape", 0.0, 0, np.array([1, c1], dtype=np.int32), "int32")
+    t[shp] = TensorDef((2,), "int32", "reshape/shape", data=np.array([1, c1], dtype=np.int32))
+    resh = add((1, c1), "reshape", p.conv_scale, p.conv_zp)
+    fw = add((classes, c1), "fc/weights", p.fc_w_scale, 0, fc_w)
+    fb = add((classes,), "fc/bias", p.conv_scale * p.fc_w_scale, 0, fc_b, bias_t)
     ops += [
-        OpDef("CONV_2D", [x, cw, cb], [conv_out],
-              {"padding": "SAME", "stride_w": 2, "stride_h": 2,
-               "fused_activation_function": "RELU"}),
-        OpDef("AVERAGE_POOL_2D", [conv_out], [pool],
-              {"padding": "VALID", "stride_w": 1, "stride_h": 1,
-               "filter_width": w2, "filter_height": h2}),
+        OpDef(
+            "CONV_2D",
+            [x, cw, cb],
+            [conv_out],
+            {"padding": "SAME", "stride_w": 2, "stride_h": 2, "fused_activation_function": "RELU"},
+        ),
+        OpDef(
+            "AVERAGE_POOL_2D",
+            [conv_out],
+            [pool],
+            {"padding": "VALID", "stride_w": 1, "stride_h": 1, "filter_width": w2,
+             "filter_height": h2},
+        ),
         OpDef("RESHAPE", [pool, shp], [resh], {"new_shape": [1, c1]}),
     ]
     if custom:
-        t.append(TensorDef((1, c1), dtype, "custom", **q(p.conv_scale, p.conv_zp)))  # type: ignore[arg-type]
-        ops.append(OpDef("CUSTOM", [resh], [len(t) - 1], custom_code="ArmvwwTestOp"))
-        resh = len(t) - 1
+        c = add((1, c1), "custom", p.conv_scale, p.conv_zp)
+        ops.append(OpDef("CUSTOM", [resh], [c], custom_code="ArmvwwTestOp"))
+        resh = c
+    out = add((1, classes), "Identity", p.out_scale, p.out_zp)
     ops.append(OpDef("FULLY_CONNECTED", [resh, fw, fb], [out]))
-    inputs = [0] + [1 + 2 * k for k in range(n_inputs - 1)]
     return build_model(t, ops, inputs, [out], f"armvww tiny VWW {h}x{w} {dtype}")
 
 
