@@ -1,9 +1,9 @@
 """armvww: Arm's MicroNet visual-wake-words person detector on Arm NN and LiteRT.
 
-    >>> import armvww
-    >>> with armvww.Detector(backend="auto") as det:        # doctest: +SKIP
-    ...     r = det.detect("photo.jpg")
-    ...     print(r.person, r.score, r.backend)
+>>> import armvww
+>>> with armvww.Detector(backend="auto") as det:        # doctest: +SKIP
+...     r = det.detect("photo.jpg")
+...     print(r.person, r.score, r.backend)
 """
 
 from __future__ import annotations

@@ -1,4 +1,7 @@
-"""The Detector: image -> preprocess -> int8 tensor -> backend session -> int8 logits -> Detection."""
+"""The Detector: image -> preprocess -> int8 tensor -> backend session -> int8 logits.
+
+The result of each image is a :class:`Detection`.
+"""
 
 from __future__ import annotations
 
@@ -144,7 +147,8 @@ class Detector:
         model: a path, bytes, a :class:`~armvww.model.Model`, or a known name (``"vww2"``,
             ``"vww4"``); ``None`` means ``ARMVWW_MODEL`` or ``vww2`` (see :mod:`armvww.store`).
         backend: a backend name (``"LiteRT"``, ``"CpuAcc"``, ``"GpuAcc"``, ``"CpuRef"``),
-            ``"auto"`` (best available: GpuAcc, CpuAcc, LiteRT, CpuRef), or an ordered list of names: the first that loads wins, and the
+            ``"auto"`` (best available: GpuAcc, CpuAcc, LiteRT, CpuRef), or an ordered
+            list of names: the first that loads wins, and the
             reasons for skipping the others are on every result (:attr:`Detection.fallback`).
         threshold: ``score >= threshold`` means person. In [0, 1].
         options: backend option dataclasses (one, or several for different families).

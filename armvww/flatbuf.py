@@ -32,7 +32,7 @@ class FlatbufferError(ValueError):
 class Table:
     """A view of one FlatBuffers table inside ``buf`` at absolute position ``pos``."""
 
-    __slots__ = ("buf", "pos", "_vt", "_vt_len")
+    __slots__ = ("_vt", "_vt_len", "buf", "pos")
 
     def __init__(self, buf: bytes | memoryview, pos: int) -> None:
         self.buf = buf
@@ -53,7 +53,7 @@ class Table:
         slot = 4 + 2 * index
         if slot + 2 > self._vt_len:
             return 0
-        off = _U16.unpack_from(self.buf, self._vt + slot)[0]
+        off: int = _U16.unpack_from(self.buf, self._vt + slot)[0]
         return self.pos + off if off else 0
 
     def has(self, index: int) -> bool:
@@ -90,7 +90,7 @@ class Table:
         if not p:
             return 0
         _need(self.buf, p, 4, "offset field")
-        target = p + _U32.unpack_from(self.buf, p)[0]
+        target: int = p + _U32.unpack_from(self.buf, p)[0]
         _need(self.buf, target, 4, "offset target")
         return target
 

@@ -24,7 +24,6 @@ import io
 import os
 import warnings
 from pathlib import Path
-from typing import Union
 
 import numpy as np
 from PIL import Image, ImageOps, UnidentifiedImageError
@@ -35,7 +34,7 @@ from .errors import ImageDecodeError, InputError
 MAX_PIXELS = 8192 * 8192
 
 #: What :func:`load_image` accepts.
-ImageInput = Union[str, os.PathLike, bytes, bytearray, memoryview, Image.Image, np.ndarray]
+ImageInput = str | os.PathLike[str] | bytes | bytearray | memoryview | Image.Image | np.ndarray
 
 _SINGLE = {"L", "1", "LA", "La"}
 _INT_GREY = {"I;16", "I;16L", "I;16B", "I;16N", "I"}
@@ -95,9 +94,7 @@ def load_image(
     )
 
 
-def _decode(
-    data: bytes, label: str, max_pixels: int, draft: tuple[int, int] | None
-) -> Image.Image:
+def _decode(data: bytes, label: str, max_pixels: int, draft: tuple[int, int] | None) -> Image.Image:
     if not data:
         raise ImageDecodeError(f"image {label} is empty (0 bytes)")
     try:
@@ -113,8 +110,7 @@ def _decode(
         raise
     except UnidentifiedImageError as exc:
         raise ImageDecodeError(
-            f"image {label} is not in a format Pillow can read (PNG, JPEG, BMP, GIF, TIFF, "
-            "WebP...)"
+            f"image {label} is not in a format Pillow can read (PNG, JPEG, BMP, GIF, TIFF, WebP...)"
         ) from exc
     except (Image.DecompressionBombError, Image.DecompressionBombWarning) as exc:
         raise ImageDecodeError(f"image {label} is too large to decode safely: {exc}") from exc
@@ -177,9 +173,7 @@ def _from_array(a: np.ndarray) -> Image.Image:
     if a.ndim == 3 and a.shape[2] == 1:
         a = a[:, :, 0]
     if a.ndim not in (2, 3) or (a.ndim == 3 and a.shape[2] not in (3, 4)):
-        raise InputError(
-            f"image array {label} must be HxW, HxWx1, HxWx3 or HxWx4"
-        )
+        raise InputError(f"image array {label} must be HxW, HxWx1, HxWx3 or HxWx4")
     if a.shape[0] == 0 or a.shape[1] == 0:
         raise InputError(f"image array {label} has no pixels")
     a = np.ascontiguousarray(a)
@@ -190,7 +184,7 @@ def _from_array(a: np.ndarray) -> Image.Image:
     return Image.fromarray(a, "RGB")
 
 
-def iter_image_paths(path: str | os.PathLike) -> list[Path]:
+def iter_image_paths(path: str | os.PathLike[str]) -> list[Path]:
     """Image files under a directory (recursively, sorted), or ``[path]`` for a file."""
     p = Path(path)
     if p.is_dir():

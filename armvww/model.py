@@ -161,6 +161,7 @@ class Model:
 
     def facts(self) -> dict[str, object]:
         """The model facts as a JSON-ready dict (used by ``armvww info``)."""
+
         def t(s: TensorSpec) -> dict[str, object]:
             return {
                 "name": s.name,
@@ -217,6 +218,11 @@ def parse_model(data: bytes, source: str = "<bytes>", name_hint: str | None = No
             f"{where} is not a TFLite flatbuffer: identifier {found!r}, expected "
             f"{TFLITE_IDENTIFIER!r} at bytes 4..8 (is it truncated, or another format?)"
         )
+    if len(data) % 4:
+        raise ModelIntegrityError(
+            f"{where} is {len(data)} bytes, not a multiple of 4 as every FlatBuffer is: the "
+            "file is truncated or has extra bytes"
+        )
     try:
         return _parse(data, source, sha1, sha256, known, where)
     except flatbuf.FlatbufferError as exc:
@@ -272,7 +278,7 @@ def _parse(
     n_buffers = root.vector_len(4)
     buffer_sizes: list[int] = []
     for b in root.tables(4):
-        start, n = b.bytes_vector(0)
+        _, n = b.bytes_vector(0)
         off, size = b.u64(1), b.u64(2)
         if off or size:
             if off + size > len(data) or off < 8:
@@ -305,9 +311,7 @@ def _parse(
         dtype, itemsize = TENSOR_TYPES[type_code]
         buf = t.u32(2)
         if buf >= max(n_buffers, 1) and not (buf == 0 and n_buffers == 0):
-            raise ModelIntegrityError(
-                f"{where}: tensor {i} refers to buffer {buf} of {n_buffers}"
-            )
+            raise ModelIntegrityError(f"{where}: tensor {i} refers to buffer {buf} of {n_buffers}")
         const_bytes = buffer_sizes[buf] if buf < len(buffer_sizes) else 0
         if const_bytes and itemsize and dtype != "int4" and const_bytes != n_el * itemsize:
             raise ModelIntegrityError(
@@ -343,9 +347,7 @@ def _parse(
     for j, op in enumerate(sg.tables(3)):
         oi = op.u32(0)
         if oi >= len(codes):
-            raise ModelIntegrityError(
-                f"{where}: operator {j} uses opcode {oi} of {len(codes)}"
-            )
+            raise ModelIntegrityError(f"{where}: operator {j} uses opcode {oi} of {len(codes)}")
         operators.append(
             OperatorSpec(
                 index=j,

@@ -73,7 +73,7 @@ def crop_box(rw: int, rh: int, target_w: int, target_h: int) -> tuple[int, int, 
         (rw + target_w) / 2,
         (rh + target_h) / 2,
     )
-    x0, y0, x1, y1 = (int(round(v)) for v in box)
+    x0, y0, x1, y1 = (round(v) for v in box)
     return x0, y0, x1, y1
 
 

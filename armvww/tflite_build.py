@@ -526,9 +526,7 @@ def build_model(
 
 
 def _default_version(od: OpDef, tensors: Sequence[TensorDef]) -> int:
-    if od.op in _INT8_VERSIONS and any(
-        i >= 0 and tensors[i].dtype == "int8" for i in od.inputs
-    ):
+    if od.op in _INT8_VERSIONS and any(i >= 0 and tensors[i].dtype == "int8" for i in od.inputs):
         return _INT8_VERSIONS[od.op]
     return 1
 
@@ -721,11 +719,19 @@ def pad_probe_model(then_conv: bool = False) -> bytes:
     if then_conv:
         tensors += [
             TensorDef(
-                (1, 1, 1, 1), "int8", "identity_w", scale=[1 / 127], zero_point=[0],
+                (1, 1, 1, 1),
+                "int8",
+                "identity_w",
+                scale=[1 / 127],
+                zero_point=[0],
                 data=np.array([127], dtype=np.int8).reshape(1, 1, 1, 1),
             ),
             TensorDef(
-                (1,), "int32", "identity_b", scale=[PAD_PROBE_SCALE / 127], zero_point=[0],
+                (1,),
+                "int32",
+                "identity_b",
+                scale=[PAD_PROBE_SCALE / 127],
+                zero_point=[0],
                 data=np.zeros(1, dtype=np.int32),
             ),
             TensorDef((1, 4, 4, 1), "int8", "output", scale=sc, zero_point=zp),
@@ -775,9 +781,9 @@ class TinyVwwParams:
 _TINY_C1: Final = 4
 
 
-def tiny_vww_params(hw: tuple[int, int] = (8, 8), channels: int = 1, classes: int = 2) -> (
-    TinyVwwParams
-):
+def tiny_vww_params(
+    hw: tuple[int, int] = (8, 8), channels: int = 1, classes: int = 2
+) -> TinyVwwParams:
     """The deterministic constants of :func:`tiny_vww_model` (no random number generator).
 
     Raises:
@@ -830,8 +836,8 @@ def _tiny_graph(
     def add(
         shape: tuple[int, ...],
         name: str,
-        scale: float | list[float],
-        zp: int | list[int],
+        scale: float | list[float] | None,
+        zp: int | list[int] | None,
         data: np.ndarray | None = None,
         tdtype: str | None = None,
         sig: tuple[int, ...] | None = None,
@@ -858,7 +864,8 @@ def _tiny_graph(
         fc_b = (p.fc_b * p.conv_scale * p.fc_w_scale).astype(np.float32)
     bias_t = "int32" if quant else "float32"
     image = (1, h, w, channels)
-    inputs = [add(image, "input", p.in_scale, p.in_zp, sig=(-1, h, w, channels) if dynamic else None)]
+    sig = (-1, h, w, channels) if dynamic else None
+    inputs = [add(image, "input", p.in_scale, p.in_zp, sig=sig)]
     ops: list[OpDef] = []
     x = inputs[0]
     for k in range(1, n_inputs):
@@ -871,8 +878,7 @@ def _tiny_graph(
     cb = add((c1,), "conv/bias", [p.in_scale * v for v in w_scales], [0] * c1, conv_b, bias_t)
     conv_out = add((1, h2, w2, c1), "conv/relu", p.conv_scale, p.conv_zp)
     pool = add((1, 1, 1, c1), "pool", p.conv_scale, p.conv_zp)
-    shp = add((2,), "reshape/shape", 0.0, 0, np.array([1, c1], dtype=np.int32), "int32")
-    t[shp] = TensorDef((2,), "int32", "reshape/shape", data=np.array([1, c1], dtype=np.int32))
+    shp = add((2,), "reshape/shape", None, None, np.array([1, c1], dtype=np.int32), "int32")
     resh = add((1, c1), "reshape", p.conv_scale, p.conv_zp)
     fw = add((classes, c1), "fc/weights", p.fc_w_scale, 0, fc_w)
     fb = add((classes,), "fc/bias", p.conv_scale * p.fc_w_scale, 0, fc_b, bias_t)
@@ -887,8 +893,13 @@ def _tiny_graph(
             "AVERAGE_POOL_2D",
             [conv_out],
             [pool],
-            {"padding": "VALID", "stride_w": 1, "stride_h": 1, "filter_width": w2,
-             "filter_height": h2},
+            {
+                "padding": "VALID",
+                "stride_w": 1,
+                "stride_h": 1,
+                "filter_width": w2,
+                "filter_height": h2,
+            },
         ),
         OpDef("RESHAPE", [pool, shp], [resh], {"new_shape": [1, c1]}),
     ]

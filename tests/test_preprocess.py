@@ -101,13 +101,17 @@ def oracle(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return exe
 
 
-@pytest.mark.parametrize(("scale", "zp"), [(VWW2_SCALE, VWW2_ZP), (0.008137832395732403, -70),
-                                           (0.003, 100), (0.004, -128)])
+@pytest.mark.parametrize(
+    ("scale", "zp"),
+    [(VWW2_SCALE, VWW2_ZP), (0.008137832395732403, -70), (0.003, 100), (0.004, -128)],
+)
 def test_grey_and_quant_match_the_c_oracle(oracle: Path, scale: float, zp: int) -> None:
     rng = np.random.default_rng(7)
     trip = np.concatenate(
-        [np.repeat(np.arange(256, dtype=np.uint8)[:, None], 3, axis=1),
-         rng.integers(0, 256, size=(20000, 3), dtype=np.uint8)]
+        [
+            np.repeat(np.arange(256, dtype=np.uint8)[:, None], 3, axis=1),
+            rng.integers(0, 256, size=(20000, 3), dtype=np.uint8),
+        ]
     )
     text = f"{float(np.float32(scale))!r} {zp}\n" + "\n".join(" ".join(map(str, t)) for t in trip)
     out = subprocess.run([str(oracle)], input=text, capture_output=True, text=True, check=True)
@@ -176,8 +180,9 @@ def test_properties_shape_range_determinism(w, h, side, colour, seed) -> None:
     th, tw = side
     img = images.load_image(arr)
     q1 = preprocess.image_to_input(img, (1, th, tw, 1), VWW2_SCALE, VWW2_ZP)
-    q2 = preprocess.image_to_input(images.load_image(arr.copy()), (1, th, tw, 1), VWW2_SCALE,
-                                   VWW2_ZP)
+    q2 = preprocess.image_to_input(
+        images.load_image(arr.copy()), (1, th, tw, 1), VWW2_SCALE, VWW2_ZP
+    )
     assert q1.shape == (1, th, tw, 1) and q1.dtype == np.int8
     table = preprocess.quant_table(VWW2_SCALE, VWW2_ZP)
     assert q1.min() >= table[0] and q1.max() <= table[255]

@@ -49,8 +49,7 @@ def get(name: str) -> type[Backend]:
     key = canonical(name)
     if key not in _REGISTRY:
         raise BackendUnavailableError(
-            f"unknown backend {name!r}; known backends: {', '.join(names())} "
-            "(or 'auto', 'fastest')"
+            f"unknown backend {name!r}; known backends: {', '.join(names())} (or 'auto', 'fastest')"
         )
     module, _, cls = _REGISTRY[key].partition(":")
     backend: type[Backend] = getattr(importlib.import_module(module), cls)

@@ -89,8 +89,11 @@ def _probe(runtime: str) -> tuple[ModuleType | None, str, str]:
             return mod, desc, ""
         except Exception as exc:  # ImportError, or numpy ABI errors (_ARRAY_API not found)
             reasons.append(f"{_CANDIDATES[name][0]}: {type(exc).__name__}: {exc}".strip())
-    return None, "", "; ".join(reasons) + (
-        ". Install LiteRT: pip install 'armvww[litert]'" if runtime == "auto" else ""
+    return (
+        None,
+        "",
+        "; ".join(reasons)
+        + (". Install LiteRT: pip install 'armvww[litert]'" if runtime == "auto" else ""),
     )
 
 
