@@ -297,7 +297,7 @@ def _parse(
     tensors: list[TensorSpec] = []
     for i, t in enumerate(sg.tables(0)):
         shape = tuple(t.i32_vector(0))
-        if any(d < 0 for d in shape):
+        if any(d < 0 for d in shape) or any(d < 0 for d in t.i32_vector(7)):
             raise UnsupportedModelError(f"{where}: tensor {i} has a dynamic shape {shape}")
         n_el = math.prod(shape)
         if n_el > MAX_TENSOR_ELEMENTS:

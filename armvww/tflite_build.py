@@ -9,8 +9,8 @@ Three jobs, no dependency beyond numpy and the standard library:
 * Ready-made generators: :func:`pad_probe_model` (detects runtimes that pad int8 with 0
   instead of the zero point), :func:`tiny_vww_model` (a cheap VWW-shaped model for trial
   loads and tests) and foreign or bad models for tests (:func:`float_model`, ...).
-* :func:`with_extra_outputs` rewrites a model in place-preserving fashion so that chosen
-  intermediate tensors become extra subgraph outputs, for per-layer parity checks.
+* :func:`with_extra_outputs` rewrites a model, moving nothing, so that chosen intermediate
+  tensors become extra subgraph outputs, for per-layer parity checks.
 
 Field ids and union numbers follow ``tensorflow/lite/schema/schema.fbs`` (schema 3c).
 """
@@ -34,6 +34,7 @@ __all__ = [
     "PAD_PROBE_SCALE",
     "PAD_PROBE_ZERO_POINT",
     "TensorDef",
+    "TinyVwwParams",
     "all_intermediate_tensors",
     "build_model",
     "custom_op_model",
@@ -927,27 +928,47 @@ def tiny_vww_model(hw: tuple[int, int] = (8, 8)) -> bytes:
 
 
 def float_model(hw: tuple[int, int] = (8, 8)) -> bytes:
-    """The tiny VWW graph in float32 (foreign: armvww runs int8 models only)."""
+    """The tiny VWW graph in float32 (foreign: armvww runs int8 models only).
+
+    Raises:
+        InputError: a non-positive size.
+    """
     return _tiny_graph(hw, dtype="float32")
 
 
 def wrong_output_model(hw: tuple[int, int] = (8, 8)) -> bytes:
-    """The tiny VWW graph with an int8 (1, 3) output (foreign: VWW has two classes)."""
+    """The tiny VWW graph with an int8 (1, 3) output (foreign: VWW has two classes).
+
+    Raises:
+        InputError: a non-positive size.
+    """
     return _tiny_graph(hw, classes=3)
 
 
 def two_input_model(hw: tuple[int, int] = (8, 8)) -> bytes:
-    """Two int8 image inputs, ADDed, then the tiny VWW graph (foreign: one input expected)."""
+    """Two int8 image inputs, ADDed, then the tiny VWW graph (foreign: one input expected).
+
+    Raises:
+        InputError: a non-positive size.
+    """
     return _tiny_graph(hw, n_inputs=2)
 
 
 def rgb_input_model(hw: tuple[int, int] = (8, 8)) -> bytes:
-    """The tiny VWW graph on an int8 (1, H, W, 3) input (foreign: VWW is greyscale)."""
+    """The tiny VWW graph on an int8 (1, H, W, 3) input (foreign: VWW is greyscale).
+
+    Raises:
+        InputError: a non-positive size.
+    """
     return _tiny_graph(hw, channels=3)
 
 
 def custom_op_model(hw: tuple[int, int] = (8, 8)) -> bytes:
-    """The tiny VWW graph with a CUSTOM operator ``ArmvwwTestOp`` that no runtime knows."""
+    """The tiny VWW graph with a CUSTOM operator ``ArmvwwTestOp`` that no runtime knows.
+
+    Raises:
+        InputError: a non-positive size.
+    """
     return _tiny_graph(hw, custom=True)
 
 
@@ -955,6 +976,9 @@ def dynamic_shape_model(hw: tuple[int, int] = (8, 8)) -> bytes:
     """The tiny VWW graph whose input has ``shape_signature`` (-1, H, W, 1): a dynamic batch.
 
     Its ``shape`` is (1, H, W, 1), as the converter writes it; only the signature is dynamic.
+
+    Raises:
+        InputError: a non-positive size.
     """
     return _tiny_graph(hw, dynamic=True)
 

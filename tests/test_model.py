@@ -105,3 +105,20 @@ def test_manifest_lookup() -> None:
     for m in manifest.KNOWN_MODELS.values():
         assert m.url.startswith("https://") and manifest.ML_ZOO_COMMIT in m.url
         assert m.url.endswith(m.filename)
+
+
+def test_generated_foreign_models_are_refused() -> None:
+    from armvww import tflite_build as tb
+
+    for make, says in (
+        (tb.dynamic_shape_model, "dynamic shape"),
+        (tb.float_model, "float32"),
+        (tb.wrong_output_model, "(1, 3)"),
+        (tb.two_input_model, "2 inputs"),
+        (tb.rgb_input_model, "(1, 8, 8, 3)"),
+        (tb.custom_op_model, "custom operator"),
+    ):
+        with pytest.raises(UnsupportedModelError) as exc:
+            parse_model(make())
+        assert says in str(exc.value), (make.__name__, str(exc.value))
+    assert parse_model(tb.tiny_vww_model()).input_hw == (8, 8)
