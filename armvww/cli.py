@@ -164,6 +164,9 @@ def _parser() -> argparse.ArgumentParser:
     # Subcommands defined in their own modules: each add_subcommand() adds its parser and
     # sets ``func`` (a Command) as the parser default.
     # (one import + one call per module, below)
+    from . import bench
+
+    bench.add_subcommand(sub)
     return p
 
 

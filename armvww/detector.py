@@ -96,6 +96,10 @@ def _candidates(spec: BackendSpec, model: Model) -> tuple[list[str], bool]:
         key = spec.lower()
         if key == "auto":
             return [n for n in backends.AUTO_ORDER if n in backends.names()], True
+        if key == "fastest":
+            from .fastest import fastest_order
+
+            return fastest_order(model), True
         return [spec], False
     names = list(spec)
     if not names or not all(isinstance(n, str) for n in names):
@@ -147,8 +151,9 @@ class Detector:
         model: a path, bytes, a :class:`~armvww.model.Model`, or a known name (``"vww2"``,
             ``"vww4"``); ``None`` means ``ARMVWW_MODEL`` or ``vww2`` (see :mod:`armvww.store`).
         backend: a backend name (``"LiteRT"``, ``"CpuAcc"``, ``"GpuAcc"``, ``"CpuRef"``),
-            ``"auto"`` (best available: GpuAcc, CpuAcc, LiteRT, CpuRef), or an ordered
-            list of names: the first that loads wins, and the
+            ``"auto"`` (best available: GpuAcc, CpuAcc, LiteRT, CpuRef), ``"fastest"``
+            (measured once per model and machine and cached; see :mod:`armvww.fastest`),
+            or an ordered list of names: the first that loads wins, and the
             reasons for skipping the others are on every result (:attr:`Detection.fallback`).
         threshold: ``score >= threshold`` means person. In [0, 1].
         options: backend option dataclasses (one, or several for different families).

@@ -1,0 +1,235 @@
+"""``backend="fastest"``: measure the available backends briefly, once, and pick the fastest.
+
+At first use for a model on a machine, every available backend opens the model and runs
+:data:`ROUNDS` interleaved rounds of short timed bursts of inference on a fixed int8 tensor
+(after a warm-up); the median latency per backend orders them. The result is cached as JSON
+in ``$XDG_CACHE_HOME/armvww/fastest/<model sha1>-<machine key>.json`` (default
+``~/.cache/armvww``), written atomically, and reused while the machine key (CPU model, core
+count, architecture) and the set of available backends with their runtime versions are
+unchanged. Delete the file, or call :func:`fastest_choice` with ``refresh=True``, to measure
+again.
+
+The explanation (medians, skipped backends, cached or measured) is logged at INFO and kept:
+:func:`last_choice` returns it for a model, and :meth:`FastestChoice.explain` words it.
+
+The measure is steady-state latency only: cold start (e.g. GpuAcc's kernel compilation,
+which can take minutes under emulation) is paid once by the measurement and not counted.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import os
+import platform
+import statistics
+import time
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from . import backends
+from .errors import ArmvwwError
+from .model import Model
+from .store import write_atomic
+
+log = logging.getLogger(__name__)
+
+#: Layout version of the cache file (a different version is re-measured).
+CACHE_VERSION = 1
+#: Untimed runs per backend before measuring.
+WARMUP = 5
+#: Interleaved rounds; each backend runs one burst per round.
+ROUNDS = 5
+#: A burst runs at least this many inferences and stops after :data:`BURST_S` seconds.
+BURST_MIN = 3
+BURST_S = 0.05
+
+_LAST: dict[str, FastestChoice] = {}
+
+
+@dataclass(frozen=True)
+class FastestChoice:
+    """The outcome of a ``fastest`` measurement.
+
+    Attributes:
+        order: measured backends, fastest first.
+        median_us: median latency per measured backend (µs).
+        skipped: backend -> reason it was not measured (unavailable, or failed to open).
+        cached: the result came from the cache file.
+        path: the cache file.
+        measured_at: UTC time of the measurement.
+    """
+
+    order: tuple[str, ...]
+    median_us: dict[str, float]
+    skipped: dict[str, str] = field(default_factory=dict)
+    cached: bool = False
+    path: str = ""
+    measured_at: str = ""
+
+    def explain(self) -> str:
+        """One line: the pick and why (medians), and what was skipped."""
+        if not self.order:
+            why = "no backend could be measured"
+        else:
+            meds = ", ".join(f"{n} {self.median_us[n]:.1f} µs" for n in self.order)
+            why = f"picked {self.order[0]}: median latency {meds}"
+        src = "cached" if self.cached else "measured"
+        skipped = "; ".join(f"{k}: {v}" for k, v in self.skipped.items())
+        return (
+            f"{why} ({src} {self.measured_at}"
+            + (f", {self.path}" if self.path else "")
+            + ")"
+            + (f"; not measured: {skipped}" if skipped else "")
+        )
+
+
+def cache_dir() -> Path:
+    """Folder of the ``fastest`` cache files."""
+    base = os.environ.get("XDG_CACHE_HOME") or os.path.join(Path.home(), ".cache")
+    return Path(base) / "armvww" / "fastest"
+
+
+def _cpu_model() -> str:
+    try:
+        with open("/proc/cpuinfo", encoding="utf-8") as f:
+            for line in f:
+                key, _, value = line.partition(":")
+                if key.strip() in ("model name", "Hardware", "Model"):
+                    return value.strip()
+    except OSError:
+        pass
+    return platform.processor()
+
+
+def machine_key() -> dict[str, Any]:
+    """What identifies "this machine" for the cache: architecture, CPU model, cores."""
+    try:
+        cores = len(os.sched_getaffinity(0))
+    except AttributeError:
+        cores = os.cpu_count() or 1
+    return {"machine": platform.machine(), "cpu": _cpu_model(), "cores": cores}
+
+
+def _available() -> dict[str, str]:
+    """Available backends -> runtime description; unavailable ones are left out."""
+    out = {}
+    for name in backends.names():
+        av = backends.availability(name)
+        if av.available:
+            out[name] = av.runtime
+    return out
+
+
+def cache_path(model: Model, runtimes: dict[str, str] | None = None) -> Path:
+    """Cache file of ``model`` on this machine with these backends and runtimes."""
+    key = {"m": machine_key(), "r": runtimes if runtimes is not None else _available()}
+    digest = hashlib.sha1(json.dumps(key, sort_keys=True).encode()).hexdigest()[:12]
+    return cache_dir() / f"{model.sha1}-{digest}.json"
+
+
+def measure(model: Model, names: list[str]) -> tuple[dict[str, float], dict[str, str]]:
+    """Median latency (µs) per backend of ``names`` that opens, and why others did not."""
+    sessions: dict[str, backends.Session] = {}
+    skipped: dict[str, str] = {}
+    for name in names:
+        try:
+            sessions[name] = backends.get(name).open(model, None)
+        except ArmvwwError as exc:
+            skipped[name] = f"{type(exc).__name__}: {exc}"
+    q = np.random.default_rng(0).integers(-128, 128, size=model.input.shape, dtype=np.int8)
+    samples: dict[str, list[float]] = {n: [] for n in sessions}
+    try:
+        for s in sessions.values():
+            for _ in range(WARMUP):
+                s.run(q)
+        clock = time.perf_counter
+        for _ in range(ROUNDS):
+            for name, s in sessions.items():
+                end = clock() + BURST_S
+                k = 0
+                while k < BURST_MIN or clock() < end:
+                    t0 = clock()
+                    s.run(q)
+                    samples[name].append(clock() - t0)
+                    k += 1
+    finally:
+        for s in sessions.values():
+            s.close()
+    return {n: statistics.median(v) * 1e6 for n, v in samples.items()}, skipped
+
+
+def _load(path: Path, runtimes: dict[str, str]) -> FastestChoice | None:
+    try:
+        d = json.loads(path.read_text(encoding="utf-8"))
+        if d.get("version") != CACHE_VERSION or d.get("runtimes") != runtimes:
+            return None
+        med = {str(k): float(v) for k, v in d["median_us"].items()}
+        order = tuple(str(n) for n in d["order"])
+        if set(order) != set(med):
+            return None
+        return FastestChoice(
+            order, med, dict(d.get("skipped", {})), True, str(path), str(d.get("measured_at", ""))
+        )
+    except (OSError, ValueError, KeyError, TypeError, AttributeError):
+        return None
+
+
+def fastest_choice(model: Model, refresh: bool = False) -> FastestChoice:
+    """The measured order of the available backends for ``model`` (cached per machine).
+
+    Raises:
+        OSError: never for the cache: an unreadable or unwritable cache is logged and the
+            measurement is used without it.
+    """
+    runtimes = _available()
+    path = cache_path(model, runtimes)
+    choice = None if refresh else _load(path, runtimes)
+    if choice is None:
+        med, skipped = measure(model, list(runtimes))
+        order = tuple(sorted(med, key=med.__getitem__))
+        now = datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+        doc = {
+            "version": CACHE_VERSION,
+            "model_sha1": model.sha1,
+            "model": model.name,
+            "machine": machine_key(),
+            "runtimes": runtimes,
+            "order": list(order),
+            "median_us": {n: round(med[n], 2) for n in order},  # same as the choice
+            "skipped": skipped,
+            "measured_at": now,
+            "method": f"{WARMUP} warm-up runs, {ROUNDS} interleaved rounds of >= {BURST_MIN} "
+            f"runs / {BURST_S} s per backend, median",
+        }
+        try:
+            write_atomic(path, (json.dumps(doc, indent=2) + "\n").encode())
+        except OSError as exc:
+            log.warning("could not write the fastest-backend cache %s: %s", path, exc)
+        medians = {n: round(med[n], 2) for n in order}
+        choice = FastestChoice(order, medians, skipped, False, str(path), now)
+    _LAST[model.sha1] = choice
+    log.info("backend=fastest for %s: %s", model.name, choice.explain())
+    return choice
+
+
+def fastest_order(model: Model) -> list[str]:
+    """Backend names for ``Detector(backend="fastest")``, fastest first.
+
+    When nothing could be measured, returns the ``auto`` order so the Detector reports each
+    backend's reason.
+    """
+    choice = fastest_choice(model)
+    if choice.order:
+        return list(choice.order)
+    return [n for n in backends.AUTO_ORDER if n in backends.names()]
+
+
+def last_choice(model: Model) -> FastestChoice | None:
+    """The last :class:`FastestChoice` made for ``model`` in this process, if any."""
+    return _LAST.get(model.sha1)
