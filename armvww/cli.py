@@ -119,6 +119,8 @@ def cmd_backends(args: argparse.Namespace) -> int:
     for a in rows:
         state = "available" if a.available else "unavailable"
         detail = a.runtime if a.available else a.reason
+        if a.available and a.reason:
+            detail = f"{a.runtime}; {a.reason}"
         print(f"{a.name:<8} {state:<11} {detail}")
     return EXIT_OK
 

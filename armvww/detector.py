@@ -17,7 +17,13 @@ import numpy as np
 
 from . import backends, images, preprocess
 from .backends.base import BackendOptions, Session
-from .errors import ArmvwwError, BackendError, BackendUnavailableError, InputError
+from .errors import (
+    ArmvwwError,
+    BackendError,
+    BackendUnavailableError,
+    DefectiveRuntimeError,
+    InputError,
+)
 from .model import Model
 from .store import ModelSource, load_model
 
@@ -121,23 +127,28 @@ def open_session(
     """
     names, automatic = _candidates(spec, model)
     reasons: list[str] = []
-    for name in names:
+    errors: list[type[BackendUnavailableError]] = []
+    for i, name in enumerate(names):
         cls = backends.get(name)
         av = backends.availability(cls.name)
         if not av.available:
             reasons.append(f"{cls.name}: {av.reason}")
             continue
         try:
-            session = cls.open(model, _pick_options(options, cls))
+            session = cls.open(model, _pick_options(options, cls), tuple(names[i + 1 :]))
         except (BackendUnavailableError, BackendError) as exc:
             reasons.append(f"{cls.name}: {exc}")
+            if isinstance(exc, DefectiveRuntimeError):
+                errors.append(DefectiveRuntimeError)
             continue
         if reasons:
             level = logging.INFO if automatic else logging.WARNING
             log.log(level, "using %s; skipped %s", cls.name, "; ".join(reasons))
         return session, tuple(reasons)
     usable = [a.name for a in backends.available_backends() if a.available]
-    raise BackendUnavailableError(
+    # a single defective candidate keeps its own, more precise type
+    kind = errors[0] if len(names) == 1 and errors else BackendUnavailableError
+    raise kind(
         f"no requested backend ({', '.join(names) or 'none'}) could be used: "
         f"{'; '.join(reasons) or 'nothing to try'}. Available here: "
         f"{', '.join(usable) or 'none'} (see `armvww backends`)"

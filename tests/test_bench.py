@@ -177,7 +177,7 @@ class FakeSlowBackend(Backend):
         return Availability(cls.name, True, "", "fake 0")
 
     @classmethod
-    def open(cls, model: Model, options: BackendOptions | None = None) -> Session:
+    def open(cls, model: Model, options: BackendOptions | None = None, fallbacks=()) -> Session:
         cls.opened += 1
         return _FakeSession(model, 200_000)
 

@@ -33,7 +33,7 @@ class FakeBackendUp(Backend):
         return Availability(cls.name, True, runtime="fake 0")
 
     @classmethod
-    def open(cls, model: Model, options: BackendOptions | None = None) -> Session:
+    def open(cls, model: Model, options: BackendOptions | None = None, fallbacks=()) -> Session:
         return FakeSession(cls.name)
 
 
@@ -49,7 +49,7 @@ class FakeBackendBroken(FakeBackendUp):
     name: ClassVar[str] = "FakeBroken"
 
     @classmethod
-    def open(cls, model: Model, options: BackendOptions | None = None) -> Session:
+    def open(cls, model: Model, options: BackendOptions | None = None, fallbacks=()) -> Session:
         raise BackendError("driver said no")
 
 

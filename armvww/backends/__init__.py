@@ -18,7 +18,10 @@ log = logging.getLogger(__name__)
 
 #: name -> "module:Class", in the order ``backend="auto"`` tries them.
 _REGISTRY: dict[str, str] = {
+    "GpuAcc": "armvww.backends.armnn:GpuAccBackend",
+    "CpuAcc": "armvww.backends.armnn:CpuAccBackend",
     "LiteRT": "armvww.backends.litert:LiteRTBackend",
+    "CpuRef": "armvww.backends.armnn:CpuRefBackend",
 }
 
 #: Preference order of ``backend="auto"`` (names absent from the registry are skipped).

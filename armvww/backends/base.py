@@ -10,6 +10,7 @@ thread-safe; :class:`armvww.Detector` serialises calls to its session.
 from __future__ import annotations
 
 import abc
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any, ClassVar
 
@@ -85,8 +86,17 @@ class Backend(abc.ABC):
 
     @classmethod
     @abc.abstractmethod
-    def open(cls, model: Model, options: BackendOptions | None = None) -> Session:
+    def open(
+        cls,
+        model: Model,
+        options: BackendOptions | None = None,
+        fallbacks: Sequence[str] = (),
+    ) -> Session:
         """Load ``model`` and return a ready session.
+
+        ``fallbacks`` are the names after this one in the caller's preference list. A family
+        that can split one network across its backends (Arm NN) may give them the layers this
+        backend cannot run, and must report it; other families ignore them.
 
         Raises:
             BackendUnavailableError: the backend is not usable here (reason in the message).

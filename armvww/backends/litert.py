@@ -11,6 +11,7 @@ import importlib
 import logging
 import threading
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass
 from functools import cache
 from types import ModuleType
@@ -175,7 +176,9 @@ class LiteRTBackend(Backend):
         return Availability(cls.name, True, "", desc)
 
     @classmethod
-    def open(cls, model: Model, options: BackendOptions | None = None) -> Session:
+    def open(
+        cls, model: Model, options: BackendOptions | None = None, fallbacks: Sequence[str] = ()
+    ) -> Session:
         opts = options if isinstance(options, LiteRTOptions) else LiteRTOptions()
         mod, desc, reason = _probe(opts.runtime)
         if mod is None:

@@ -1,0 +1,113 @@
+"""Child-process probe of the Arm NN backends (run as ``python -m armvww.backends._armnn_probe``).
+
+It prints one ``ARMVWW_PROBE <json>`` line per step and flushes after each, so the parent
+knows how far it got if a driver aborts or hangs the process:
+
+1. ``{"stage": "import", ...}``: pyarmnn imported (version, features), or why not.
+2. For CpuRef, CpuAcc, GpuAcc in that order (GpuAcc last: it is the one that aborts on a
+   broken OpenCL driver): ``{"stage": "start", "backend": B}`` then ``{"stage": "done",
+   "backend": B, "ok": ..., ...}`` after a trial load and one inference of a tiny network of
+   the project's own making, plus the PAD probe on that backend.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+import tempfile
+import time
+from typing import Any
+
+import numpy as np
+
+
+def emit(**msg: Any) -> None:
+    sys.stdout.write("ARMVWW_PROBE " + json.dumps(msg) + "\n")
+    sys.stdout.flush()
+
+
+def _load_and_run(ann: Any, rt: Any, data: bytes, backend: str, x: np.ndarray) -> np.ndarray:
+    fd, path = tempfile.mkstemp(prefix="armvww-probe-", suffix=".tflite")
+    try:
+        with os.fdopen(fd, "wb") as f:
+            f.write(data)
+        parser = ann.ITfLiteParser()
+        net = parser.CreateNetworkFromBinaryFile(path)
+    finally:
+        os.unlink(path)
+    in_info = parser.GetNetworkInputBindingInfo(0, parser.GetSubgraphInputTensorNames(0)[0])
+    out_info = parser.GetNetworkOutputBindingInfo(0, parser.GetSubgraphOutputTensorNames(0)[0])
+    opt, _ = ann.Optimize(net, [ann.BackendId(backend)], rt.GetDeviceSpec(), ann.OptimizerOptions())
+    net_id, _ = rt.LoadNetwork(opt)
+    try:
+        outputs = ann.make_output_tensors([out_info])
+        rt.EnqueueWorkload(net_id, ann.make_input_tensors([in_info], [x]), outputs)
+        out: np.ndarray = ann.workload_tensors_to_ndarray(outputs)[0]
+        return out
+    finally:
+        rt.UnloadNetwork(net_id)
+
+
+def main() -> int:
+    from armvww import tflite_build as tb
+    from armvww.backends import armnn
+
+    try:
+        ann = armnn.import_pyarmnn()
+        feats = armnn.features(ann)
+        version = armnn.pyarmnn_version(ann)
+    except Exception as exc:
+        emit(stage="import", ok=False, reason=str(exc))
+        return 0
+    emit(stage="import", ok=True, version=version, features=feats)
+    rt = armnn.runtime()
+    listed = {str(b) for b in rt.GetDeviceSpec().GetSupportedBackends()}
+    tiny = tb.tiny_vww_model()
+    tiny_in = np.arange(64, dtype=np.int64).reshape(1, 8, 8, 1).astype(np.int8)
+    pad, pad_in = tb.pad_probe_model(), tb.pad_probe_input()
+    pad_expected = tb.pad_probe_expected(pad_in)
+    only = os.environ.get("ARMVWW_PROBE_ONLY")
+    for backend in armnn.ARMNN_BACKENDS:
+        if only and backend not in only.split(","):
+            continue
+        if backend not in listed:
+            hint = " (an Arm CPU is needed)" if backend in ("CpuAcc", "GpuAcc") else ""
+            emit(
+                stage="done",
+                backend=backend,
+                ok=False,
+                reason=f"the {backend} backend library is not installed or not built for this "
+                f"machine{hint}; Arm NN lists only {sorted(listed)}",
+            )
+            continue
+        emit(stage="start", backend=backend)
+        t0 = time.perf_counter()
+        try:
+            out = _load_and_run(ann, rt, tiny, backend, tiny_in)
+            if out.shape != (1, 2) or out.dtype != np.int8:
+                raise RuntimeError(f"trial network returned {out.dtype} {out.shape}")
+            trial_s = time.perf_counter() - t0
+            padded = _load_and_run(ann, rt, pad, backend, pad_in)
+            defective = not np.array_equal(padded.reshape(pad_expected.shape), pad_expected)
+        except Exception as exc:
+            emit(
+                stage="done",
+                backend=backend,
+                ok=False,
+                reason=f"trial load failed: {type(exc).__name__}: {exc}",
+            )
+            continue
+        emit(
+            stage="done",
+            backend=backend,
+            ok=True,
+            trial_s=round(trial_s, 4),
+            defective_pad=bool(defective),
+            pad_border=int(padded.reshape(-1)[0]),
+        )
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
