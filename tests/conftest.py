@@ -21,6 +21,26 @@ VWW2 = MODELS / "vww2_50_50_INT8.tflite"
 VWW4 = MODELS / "vww4_128_128_INT8.tflite"
 
 
+_REPORT: list[str] = []
+
+
+def report_line(text: str) -> None:
+    """Record a measured figure; printed in the terminal summary and, when
+    ``ARMVWW_REPORT_FILE`` is set, appended to that file (the tree lanes collect them)."""
+    _REPORT.append(text)
+    dest = os.environ.get("ARMVWW_REPORT_FILE")
+    if dest:
+        with open(dest, "a") as f:
+            f.write(text + "\n")
+
+
+def pytest_terminal_summary(terminalreporter) -> None:  # type: ignore[no-untyped-def]
+    if _REPORT:
+        terminalreporter.section("armvww measurements")
+        for line in _REPORT:
+            terminalreporter.write_line(line)
+
+
 def _need(path: Path) -> Path:
     if not path.exists():
         pytest.skip(f"{path} is absent (set ARMVWW_SHARED to the shared data folder)")

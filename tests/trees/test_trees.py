@@ -1,0 +1,195 @@
+"""Run the Arm NN suite (tests/armnn) for real, in three places, and check what passed:
+
+* ``trixie-amd64``: a Debian trixie tree (Arm NN 23.08, CpuRef; LiteRT) run with chroot;
+* ``trixie-arm64``: the same for arm64 (CpuAcc NEON kernels, CpuRef, GpuAcc without an
+  OpenCL driver; LiteRT), run under qemu-user: real Arm code on an emulated CPU;
+* ``host-bookworm``: the host's own Debian python3 with bookworm's pyarmnn 20.08, which
+  must be detected as defective for vww2.
+
+Trees are built by ``tools/debtree.py`` from ``docker/packages/*.txt`` (the lists the
+Dockerfiles install) into ``.cache/trees``. Needs root (chroot, binfmt_misc) and the apt
+archive; CI has both.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import sys
+import xml.etree.ElementTree as ET
+from pathlib import Path
+
+import pytest
+
+from ..conftest import REPO, SHARED, report_line
+
+pytestmark = [pytest.mark.trees, pytest.mark.slow]
+
+TREES = Path(os.environ.get("ARMVWW_TREES_DIR", REPO / ".cache" / "trees"))
+DEBTREE = REPO / "tools" / "debtree.py"
+LITERT_PIN = "ai-edge-litert==2.3.0"
+
+
+def _require_root() -> None:
+    if os.geteuid() != 0:
+        pytest.skip("building and entering Debian trees needs root (chroot, binfmt_misc)")
+    if shutil.which("apt-get") is None or shutil.which("dpkg-deb") is None:
+        pytest.skip("needs apt-get and dpkg-deb (a Debian host)")
+
+
+def _build(arch: str) -> Path:
+    _require_root()
+    dest = TREES / f"trixie-{arch}"
+    cmd = [
+        sys.executable,
+        str(DEBTREE),
+        "build",
+        "--suite",
+        "trixie",
+        "--arch",
+        arch,
+        "--dest",
+        str(dest),
+        "--packages-file",
+        str(REPO / "docker" / "packages" / f"trixie-armnn-{arch}.txt"),
+        "--pip",
+        LITERT_PIN,
+    ]
+    subprocess.run(cmd, check=True, timeout=1800)
+    return dest
+
+
+def _run_suite(lane: str, argv: list[str], tmp_path: Path, env: dict[str, str]) -> dict[str, str]:
+    """Run tests/armnn via ``argv`` (a command prefix); return {test id: outcome}."""
+    junit = tmp_path / f"{lane}.xml"
+    report = tmp_path / f"{lane}.txt"
+    full_env = dict(os.environ, **env, ARMVWW_REPORT_FILE=str(report), ARMVWW_SHARED=str(SHARED))
+    full_env.pop("ARMVWW_STRICT", None)  # the lane's expectations are asserted here instead
+    cmd = [
+        *argv,
+        "-m",
+        "pytest",
+        "tests/armnn",
+        "-q",
+        "-p",
+        "no:cacheprovider",
+        f"--junitxml={junit}",
+        "-o",
+        "addopts=-ra",
+    ]
+    proc = subprocess.run(cmd, cwd=REPO, env=full_env, capture_output=True, text=True, timeout=2400)
+    tail = "\n".join((proc.stdout + proc.stderr).splitlines()[-25:])
+    assert junit.exists(), f"{lane}: no junit report\n{tail}"
+    outcomes: dict[str, str] = {}
+    for case in ET.parse(junit).iter("testcase"):
+        kids = {c.tag for c in case}
+        state = (
+            "failed"
+            if kids & {"failure", "error"}
+            else "skipped"
+            if "skipped" in kids
+            else "passed"
+        )
+        outcomes[case.get("name", "?")] = state
+    if report.exists():
+        for line in report.read_text().splitlines():
+            report_line(f"[{lane}] {line}")
+    report_line(
+        f"[{lane}] "
+        + ", ".join(
+            f"{k}={sum(v == k for v in outcomes.values())}" for k in ("passed", "skipped", "failed")
+        )
+    )
+    assert proc.returncode == 0, f"{lane}: the Arm NN suite failed\n{tail}"
+    return outcomes
+
+
+def _expect(outcomes: dict[str, str], passed: list[str], skipped: list[str] = ()) -> None:
+    for name in passed:
+        assert outcomes.get(name) == "passed", (name, outcomes.get(name), outcomes)
+    for name in skipped:
+        assert outcomes.get(name) == "skipped", (name, outcomes.get(name))
+
+
+def test_trixie_amd64_cpuref(tmp_path: Path) -> None:
+    tree = _build("amd64")
+    argv = [
+        sys.executable,
+        str(DEBTREE),
+        "run",
+        "--tree",
+        str(tree),
+        "--bind",
+        str(SHARED),
+        "--",
+        "python3",
+    ]
+    out = _run_suite("trixie-amd64", argv, tmp_path, {})
+    _expect(
+        out,
+        [
+            "test_probe_reports_every_arm_nn_backend",
+            "test_cli_backends_agrees_with_the_probe",
+            "test_parity_against_litert[CpuRef-vww2]",
+            "test_parity_against_litert[CpuRef-vww4]",
+            "test_sample_decisions_match_litert",
+            "test_options_are_feature_detected",
+            "test_several_detectors_threads_and_closing",
+        ],
+        skipped=["test_parity_against_litert[CpuAcc-vww2]", "test_fallback_from_gpuacc_to_cpuacc"],
+    )
+
+
+def test_trixie_arm64_cpuacc_emulated(tmp_path: Path) -> None:
+    tree = _build("arm64")
+    argv = [
+        sys.executable,
+        str(DEBTREE),
+        "run",
+        "--tree",
+        str(tree),
+        "--bind",
+        str(SHARED),
+        "--env",
+        "ARMVWW_EMULATION=qemu-user aarch64 on x86-64",
+        "--",
+        "python3",
+    ]
+    out = _run_suite("trixie-arm64", argv, tmp_path, {})
+    _expect(
+        out,
+        [
+            "test_probe_reports_every_arm_nn_backend",
+            "test_cli_backends_agrees_with_the_probe",
+            "test_parity_against_litert[CpuAcc-vww2]",
+            "test_parity_against_litert[CpuAcc-vww4]",
+            "test_parity_against_litert[CpuRef-vww2]",
+            "test_sample_decisions_match_litert",
+            "test_fallback_from_gpuacc_to_cpuacc",
+            "test_broken_opencl_icd_is_a_reason",
+            "test_options_are_feature_detected",
+            "test_several_detectors_threads_and_closing",
+        ],
+        skipped=["test_parity_against_litert[GpuAcc-vww2]"],
+    )
+
+
+def test_host_bookworm_pyarmnn_2008_is_refused(tmp_path: Path) -> None:
+    system_python = Path("/usr/bin/python3")
+    code = "import pyarmnn, PIL, pytest"
+    if (
+        not system_python.exists()
+        or subprocess.run([str(system_python), "-c", code], capture_output=True).returncode
+    ):
+        pytest.skip("needs Debian's python3 with python3-pyarmnn, python3-pil, python3-pytest")
+    out = _run_suite("host-bookworm", [str(system_python)], tmp_path, {"PYTHONPATH": str(REPO)})
+    _expect(
+        out,
+        [
+            "test_probe_reports_every_arm_nn_backend",
+            "test_defective_runtime_is_refused_for_pad_models",
+            "test_options_are_feature_detected",
+        ],
+        skipped=["test_parity_against_litert[CpuRef-vww2]"],
+    )
