@@ -13,7 +13,7 @@ ifneq ($(wildcard $(SHARED)/models),)
 export ARMVWW_MODEL_DIR ?= $(SHARED)/models
 endif
 
-.PHONY: install detect test lint format clean
+.PHONY: install host-deps detect test lint format clean
 
 $(VENV)/.installed: setup.cfg pyproject.toml
 	$(PYTHON) -c 'import sys; assert sys.version_info >= (3, 11), "armvww needs Python >= 3.11"'
@@ -28,8 +28,12 @@ install: $(VENV)/.installed
 detect: install
 	$(VENV)/bin/armvww detect --backend LiteRT $(IMAGES)
 
-## test: the whole test suite
-test: install
+## host-deps: Debian packages for the C oracle, the host pyarmnn lane and the trees (root)
+host-deps:
+	bash tools/host-deps.sh
+
+## test: the whole test suite, Arm NN lanes in Debian trees included
+test: install host-deps
 	$(PY) -m pytest $(PYTEST_ARGS)
 
 lint: install

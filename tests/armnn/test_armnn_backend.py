@@ -143,8 +143,18 @@ def test_sample_decisions_match_litert(samples) -> None:
         armvww.Detector("vww2", backend="LiteRT") as ref,
         armvww.Detector("vww2", backend=name) as det,
     ):
+        near_tie = parity.Contract().near_tie_lsb
         for path, _ in samples:
-            assert det.detect(path).person == ref.detect(path).person, path
+            mine, theirs = det.detect(path), ref.detect(path)
+            margin = abs(int(theirs.raw[1]) - int(theirs.raw[0]))
+            if mine.person != theirs.person:
+                # a flip is only allowed at a near-tie of the reference (measured: CpuAcc
+                # flips man_and_baby.bmp, margin 5 LSB, P(person) 0.432 -> 0.514)
+                assert margin <= near_tie, (path, mine.raw, theirs.raw)
+                report_line(
+                    f"{name} flips {path.name} at margin {margin} LSB: "
+                    f"{theirs.score:.3f} -> {mine.score:.3f}"
+                )
 
 
 def test_fallback_from_gpuacc_to_cpuacc(samples) -> None:
