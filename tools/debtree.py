@@ -54,9 +54,10 @@ import sys
 import tarfile
 import time
 import zipfile
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Iterable, NoReturn, Sequence
+from typing import NoReturn
 
 TOOL_VERSION = "2"
 REPO_ROOT = Path(__file__).resolve().parent.parent
@@ -76,8 +77,13 @@ _AARCH64_MASK = r"\xff\xff\xff\xff\xff\xff\xff\x00\xff\xff\xff\xff\xff\xff\xff\x
 DEFAULT_PIP_SPECS = ["ai-edge-litert==2.3.0"]
 PASS_ENV_PREFIXES = ("ARMVWW_",)
 #: Removed after unpacking unless --keep-docs (like dpkg path-exclude in slim images).
-DOC_DIRS = ("usr/share/doc", "usr/share/man", "usr/share/info", "usr/share/locale",
-            "usr/share/lintian")
+DOC_DIRS = (
+    "usr/share/doc",
+    "usr/share/man",
+    "usr/share/info",
+    "usr/share/locale",
+    "usr/share/lintian",
+)
 #: Native helper tree used to byte-compile a foreign tree's Python files.
 HELPER_PACKAGES = ["python3-minimal", "libpython3-stdlib"]
 PASS_ENV = ("TERM", "COLUMNS", "LINES", "CI", "NO_COLOR", "FORCE_COLOR")
@@ -228,7 +234,7 @@ def derive_sources(suite: str) -> list[Source]:
         if not _is_debian_archive(s):
             continue
         suites = [
-            suite + x[len(codename):]
+            suite + x[len(codename) :]
             for x in s.suites
             if x == codename or x.startswith(codename + "-")
         ]
@@ -281,7 +287,9 @@ class AptEnv:
         (r / "status").touch()
         (r / "sources.list").write_text("")
         (r / "preferences").write_text("")
-        (r / "sources.list.d" / "debtree.sources").write_text(render_deb822(derive_sources(self.suite)))
+        (r / "sources.list.d" / "debtree.sources").write_text(
+            render_deb822(derive_sources(self.suite))
+        )
         (r / "apt.conf.d" / "50host-acquire.conf").write_text(self._host_acquire_conf())
         conf = {
             "Dir::Etc::main": "/dev/null",
@@ -342,7 +350,9 @@ class AptEnv:
     def apt_get(self, *args: str, capture: bool = False) -> str:
         cmd = ["apt-get", "-q", *args]
         proc = subprocess.run(
-            cmd, env=self.env(), text=True,
+            cmd,
+            env=self.env(),
+            text=True,
             stdout=subprocess.PIPE if capture else sys.stderr,
             stderr=subprocess.PIPE if capture else None,
         )
@@ -418,8 +428,12 @@ def _alternatives_from_script(text: str, triplet: str) -> list[tuple[str, str, s
     """(link, name, path, priority) triples declared with ``update-alternatives --install``."""
     text = text.replace("\\\n", " ")
     out: list[tuple[str, str, str, int]] = []
-    subst = {"DEB_HOST_MULTIARCH": triplet, "multiarch": triplet, "MULTIARCH": triplet,
-             "triplet": triplet}
+    subst = {
+        "DEB_HOST_MULTIARCH": triplet,
+        "multiarch": triplet,
+        "MULTIARCH": triplet,
+        "triplet": triplet,
+    }
     for line in text.splitlines():
         if "update-alternatives" not in line or "--install" not in line:
             continue
@@ -456,7 +470,7 @@ def make_alternatives(tree: Path, debs: Sequence[Path], triplet: str) -> list[st
             if name not in best or prio > best[name][0]:
                 best[name] = (prio, link, path)
     made = []
-    for name, (_, link, path) in sorted(best.items()):
+    for _name, (_, link, path) in sorted(best.items()):
         dst = tree / link.lstrip("/")
         if dst.exists() and not dst.is_symlink():
             continue
@@ -477,7 +491,13 @@ def basic_etc(tree: Path) -> None:
         )
     if not (etc / "group").exists():
         (etc / "group").write_text("root:x:0:\nnogroup:x:65534:\n")
-    for d, mode in (("tmp", 0o1777), ("root", 0o700), ("proc", 0o555), ("sys", 0o555), ("dev", 0o755)):
+    for d, mode in (
+        ("tmp", 0o1777),
+        ("root", 0o700),
+        ("proc", 0o555),
+        ("sys", 0o555),
+        ("dev", 0o755),
+    ):
         p = tree / d
         p.mkdir(exist_ok=True)
         p.chmod(mode)
@@ -486,8 +506,11 @@ def basic_etc(tree: Path) -> None:
 def tree_python(tree: Path) -> str | None:
     """``3.13`` for a tree with /usr/bin/python3.13."""
     vers = sorted(
-        (p.name[len("python"):] for p in (tree / "usr/bin").glob("python3.*")
-         if re.fullmatch(r"python3\.\d+", p.name)),
+        (
+            p.name[len("python") :]
+            for p in (tree / "usr/bin").glob("python3.*")
+            if re.fullmatch(r"python3\.\d+", p.name)
+        ),
         key=lambda v: int(v.split(".")[1]),
     )
     return vers[-1] if vers else None
@@ -511,21 +534,43 @@ def pip_download(specs: Sequence[str], arch: str, pyver: str, dest: Path) -> lis
     for spec in specs:
         m = re.fullmatch(r"([A-Za-z0-9_.-]+)==([A-Za-z0-9_.+!-]+)", spec.strip())
         norm = re.sub(r"[-_.]+", "_", m.group(1)).lower() if m else ""
-        hits = [w for w in dest.glob("*.whl") if m and w.name.lower().startswith(f"{norm}-{m.group(2)}-")
-                and _wheel_ok(w, arch) and (f"cp{tag}" in w.name or "-none-" in w.name or "abi3" in w.name)]
+        hits = [
+            w
+            for w in dest.glob("*.whl")
+            if m
+            and w.name.lower().startswith(f"{norm}-{m.group(2)}-")
+            and _wheel_ok(w, arch)
+            and (f"cp{tag}" in w.name or "-none-" in w.name or "abi3" in w.name)
+        ]
         if not hits:
             break
         have += hits
     else:
         log("wheels already cached: " + ", ".join(w.name for w in have))
         return sorted(dest.glob("*.whl"))
-    cmd = [sys.executable, "-m", "pip", "download", "--disable-pip-version-check",
-           "--only-binary=:all:", "--no-deps", "--python-version", pyver,
-           "--implementation", "cp", "--abi", f"cp{tag}", "--abi", "abi3", "--abi", "none"]
-    for plat in wheel_platforms(arch) + ["any"]:
+    cmd = [
+        sys.executable,
+        "-m",
+        "pip",
+        "download",
+        "--disable-pip-version-check",
+        "--only-binary=:all:",
+        "--no-deps",
+        "--python-version",
+        pyver,
+        "--implementation",
+        "cp",
+        "--abi",
+        f"cp{tag}",
+        "--abi",
+        "abi3",
+        "--abi",
+        "none",
+    ]
+    for plat in [*wheel_platforms(arch), "any"]:
         cmd += ["--platform", plat]
     cmd += ["-d", str(dest), *specs]
-    log("$ " + shlex.join(cmd[:3] + ["...", *specs]))
+    log("$ " + shlex.join([*cmd[:3], "...", *specs]))
     proc = subprocess.run(cmd, stdout=sys.stderr)
     if proc.returncode != 0:
         raise DebtreeError(f"pip download failed ({proc.returncode})")
@@ -628,7 +673,10 @@ def cmd_build(args: argparse.Namespace) -> int:
         log(f"apt-get update ({args.suite}/{args.arch})")
         apt.update()
     else:
-        log(f"package lists are {age / 3600:.1f} h old; skipping apt-get update (--refresh forces it)")
+        log(
+            f"package lists are {age / 3600:.1f} h old; skipping apt-get update "
+            "(--refresh forces it)"
+        )
     resolved = apt.resolve(packages)
     log(f"{len(resolved)} packages to unpack")
     missing = [r for r in resolved if not apt.deb_path(*r).is_file()]
@@ -659,8 +707,10 @@ def cmd_build(args: argparse.Namespace) -> int:
             raise DebtreeError("--pip given but the tree has no python3.X")
         wdir = cache / "wheels" / f"{args.arch}-cp{pyver.replace('.', '')}"
         got = pip_download(args.pip, args.arch, pyver, wdir)
-        names = {re.sub(r"[-_.]+", "_", s.split("=")[0].split("<")[0].split(">")[0]).lower()
-                 for s in args.pip}
+        names = {
+            re.sub(r"[-_.]+", "_", s.split("=")[0].split("<")[0].split(">")[0]).lower()
+            for s in args.pip
+        }
         wheels += [w for w in got if w.name.split("-")[0].lower() in names]
     for w in wheels:
         log(f"unpacking wheel {w.name}")
@@ -692,8 +742,10 @@ def cmd_build(args: argparse.Namespace) -> int:
         shutil.rmtree(dest)
     partial.rename(dest)
     t1 = time.monotonic()
-    log(f"built {dest}: {len(debs)} packages, resolve+download {t_dl - t0:.1f} s, "
-        f"unpack {t1 - t_dl:.1f} s, total {t1 - t0:.1f} s")
+    log(
+        f"built {dest}: {len(debs)} packages, resolve+download {t_dl - t0:.1f} s, "
+        f"unpack {t1 - t_dl:.1f} s, total {t1 - t0:.1f} s"
+    )
     _print_tree_env(dest, stamp_data)
     return 0
 
@@ -711,21 +763,66 @@ def precompile(tree: Path, arch: str, suite: str, pyver: str) -> None:
     dirs = [f"/usr/lib/python{pyver}", "/usr/lib/python3/dist-packages"]
     me = [sys.executable, str(Path(__file__).resolve())]
     if arch == native:
-        argv = [*me, "run", "--tree", str(tree), "--no-repo", "--no-tmp", "--",
-                "python3", "-m", "compileall", "-q", "-j0", *dirs]
+        argv = [
+            *me,
+            "run",
+            "--tree",
+            str(tree),
+            "--no-repo",
+            "--no-tmp",
+            "--",
+            "python3",
+            "-m",
+            "compileall",
+            "-q",
+            "-j0",
+            *dirs,
+        ]
     else:
         helper = cache_dir() / "helper" / f"{suite}-{native}"
         hfile = cache_dir() / "helper" / "packages.txt"
         hfile.parent.mkdir(parents=True, exist_ok=True)
         hfile.write_text("\n".join(HELPER_PACKAGES) + "\n")
-        hb = subprocess.run([*me, "build", "--suite", suite, "--arch", native, "--dest", str(helper),
-                             "--packages-file", str(hfile), "--no-compile"], stdout=sys.stderr)
+        hb = subprocess.run(
+            [
+                *me,
+                "build",
+                "--suite",
+                suite,
+                "--arch",
+                native,
+                "--dest",
+                str(helper),
+                "--packages-file",
+                str(hfile),
+                "--no-compile",
+            ],
+            stdout=sys.stderr,
+        )
         if hb.returncode != 0 or tree_python(helper) != pyver:
             log(f"warning: no native python{pyver} helper; .pyc files will be written lazily")
             return
-        argv = [*me, "run", "--tree", str(helper), "--no-repo", "--no-tmp",
-                "--bind", f"{tree}:/target", "--", "python3", "-m", "compileall", "-q", "-j0",
-                "-s", "/target", "-p", "/", *("/target" + d for d in dirs)]
+        argv = [
+            *me,
+            "run",
+            "--tree",
+            str(helper),
+            "--no-repo",
+            "--no-tmp",
+            "--bind",
+            f"{tree}:/target",
+            "--",
+            "python3",
+            "-m",
+            "compileall",
+            "-q",
+            "-j0",
+            "-s",
+            "/target",
+            "-p",
+            "/",
+            *("/target" + d for d in dirs),
+        ]
     r = subprocess.run(argv, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
     if r.returncode != 0:
         log(f"warning: byte-compiling failed ({r.returncode}): {r.stderr.strip()[-800:]}")
@@ -754,8 +851,9 @@ def fetch_suite_qemu(suite: str, arch: str) -> Path:
     for old in out_dir.glob("*.deb"):
         old.unlink()
     log(f"downloading {suite}'s qemu-user ({native}) for qemu-{qname}")
-    r = subprocess.run(["apt-get", "-q", "download", "qemu-user"], cwd=out_dir, env=apt.env(),
-                       stdout=sys.stderr)
+    r = subprocess.run(
+        ["apt-get", "-q", "download", "qemu-user"], cwd=out_dir, env=apt.env(), stdout=sys.stderr
+    )
     debs = list(out_dir.glob("qemu-user_*.deb"))
     if r.returncode != 0 or not debs:
         raise DebtreeError(f"could not download {suite}'s qemu-user")
@@ -826,8 +924,10 @@ def choose_qemu(tree: Path, arch: str, override: str | None) -> str:
     if not cand:
         cand = shutil.which(f"qemu-{qname}-static") or shutil.which(f"qemu-{qname}")
     if not cand or not Path(cand).is_file():
-        raise DebtreeError(f"no qemu-{qname}: rebuild the tree without --no-qemu or "
-                           "apt-get install qemu-user-static")
+        raise DebtreeError(
+            f"no qemu-{qname}: rebuild the tree without --no-qemu or "
+            "apt-get install qemu-user-static"
+        )
     return str(Path(cand).resolve())
 
 
@@ -844,8 +944,11 @@ def binfmt_ok(name: str, qemu_bin: str) -> bool:
     except OSError:
         return False
     m = re.search(r"^flags: *(\S*)", text, re.M)
-    return (text.startswith("enabled") and f"interpreter {qemu_bin}\n" in text
-            and bool(m and "F" in m.group(1)))
+    return (
+        text.startswith("enabled")
+        and f"interpreter {qemu_bin}\n" in text
+        and bool(m and "F" in m.group(1))
+    )
 
 
 def register_binfmt(name: str, qemu_bin: str, arch: str) -> None:
@@ -937,7 +1040,9 @@ def cmd_run(args: argparse.Namespace) -> int:
                 log(f"could not register binfmt_misc for {qemu_bin}: {e}")
         if not ok:
             if mode == "chroot":
-                raise DebtreeError(f"chroot into a {arch} tree needs a binfmt_misc entry (run as root)")
+                raise DebtreeError(
+                    f"chroot into a {arch} tree needs a binfmt_misc entry (run as root)"
+                )
             log("binfmt_misc unavailable: falling back to --mode qemu")
             mode = "qemu"
     if mode == "auto":
@@ -968,7 +1073,14 @@ def _run_chroot(args: argparse.Namespace, tree: Path, cmd: list[str]) -> int:
     unshare = ["unshare", "--mount", "--propagation", "private"]
     if os.geteuid() != 0:
         unshare[1:1] = ["--user", "--map-root-user"]
-    argv = [*unshare, "--", sys.executable, str(Path(__file__).resolve()), "_enter", json.dumps(spec)]
+    argv = [
+        *unshare,
+        "--",
+        sys.executable,
+        str(Path(__file__).resolve()),
+        "_enter",
+        json.dumps(spec),
+    ]
     sys.stdout.flush()
     sys.stderr.flush()
     os.execvp(argv[0], argv)
@@ -1031,8 +1143,10 @@ def _run_qemu(args: argparse.Namespace, tree: Path, arch: str, cmd: list[str], q
 
 
 def cmd_pip_wheel(args: argparse.Namespace) -> int:
-    dest = Path(args.dest) if args.dest else (
-        cache_dir() / "wheels" / f"{args.arch}-cp{args.python_version.replace('.', '')}"
+    dest = (
+        Path(args.dest)
+        if args.dest
+        else (cache_dir() / "wheels" / f"{args.arch}-cp{args.python_version.replace('.', '')}")
     )
     got = pip_download(args.specs or DEFAULT_PIP_SPECS, args.arch, args.python_version, dest)
     for w in got:
@@ -1048,7 +1162,8 @@ def make_parser() -> argparse.ArgumentParser:
         prog="debtree.py",
         description=__doc__,
         formatter_class=argparse.RawDescriptionHelpFormatter,
-        epilog="Cache folder: $ARMVWW_CACHE_DIR or <repo>/.cache/debtree. See the module docstring.",
+        epilog="Cache folder: $ARMVWW_CACHE_DIR or <repo>/.cache/debtree. "
+        "See the module docstring.",
     )
     sub = p.add_subparsers(dest="command", required=True, metavar="{build,run,pip-wheel}")
 
@@ -1056,40 +1171,76 @@ def make_parser() -> argparse.ArgumentParser:
     b.add_argument("--suite", required=True, help="Debian suite, e.g. trixie")
     b.add_argument("--arch", required=True, choices=sorted(ARCHES))
     b.add_argument("--dest", required=True, help="tree directory to create or update")
-    b.add_argument("--packages-file", action="append", required=True, metavar="FILE",
-                   help="package list, one per line, '#' comments (repeatable)")
-    b.add_argument("--wheel-dir", action="append", metavar="DIR",
-                   help="unpack every *.whl in DIR into /usr/lib/python3/dist-packages (repeatable)")
-    b.add_argument("--pip", action="append", metavar="SPEC",
-                   help="download SPEC's wheel for the tree (pip download --no-deps) and unpack it, "
-                        "e.g. ai-edge-litert==2.3.0 (repeatable)")
+    b.add_argument(
+        "--packages-file",
+        action="append",
+        required=True,
+        metavar="FILE",
+        help="package list, one per line, '#' comments (repeatable)",
+    )
+    b.add_argument(
+        "--wheel-dir",
+        action="append",
+        metavar="DIR",
+        help="unpack every *.whl in DIR into /usr/lib/python3/dist-packages (repeatable)",
+    )
+    b.add_argument(
+        "--pip",
+        action="append",
+        metavar="SPEC",
+        help="download SPEC's wheel for the tree (pip download --no-deps) and unpack it, "
+        "e.g. ai-edge-litert==2.3.0 (repeatable)",
+    )
     b.add_argument("--refresh", action="store_true", help="always run apt-get update")
-    b.add_argument("--max-age-hours", type=float, default=24.0,
-                   help="re-run apt-get update when the cached lists are older (default 24)")
+    b.add_argument(
+        "--max-age-hours",
+        type=float,
+        default=24.0,
+        help="re-run apt-get update when the cached lists are older (default 24)",
+    )
     b.add_argument("--force", action="store_true", help="rebuild even if the stamp matches")
-    b.add_argument("--keep-docs", action="store_true",
-                   help="keep /usr/share/{doc,man,info,locale,lintian} (removed by default)")
-    b.add_argument("--no-qemu", action="store_true",
-                   help="foreign arch: do not fetch the suite's static qemu-user (use the host's)")
-    b.add_argument("--no-compile", action="store_true",
-                   help="do not byte-compile the tree's Python files")
+    b.add_argument(
+        "--keep-docs",
+        action="store_true",
+        help="keep /usr/share/{doc,man,info,locale,lintian} (removed by default)",
+    )
+    b.add_argument(
+        "--no-qemu",
+        action="store_true",
+        help="foreign arch: do not fetch the suite's static qemu-user (use the host's)",
+    )
+    b.add_argument(
+        "--no-compile", action="store_true", help="do not byte-compile the tree's Python files"
+    )
     b.set_defaults(func=cmd_build)
 
     r = sub.add_parser(
-        "run", help="run a command inside a tree",
+        "run",
+        help="run a command inside a tree",
         description="Run CMD inside TREE. chroot mode: repo at --repo-dest (default /src, also "
-                    "on PYTHONPATH), host /tmp at /tmp, cwd mapped when inside a bind. "
-                    "qemu mode: host paths as they are, PYTHONPATH=<repo>.",
+        "on PYTHONPATH), host /tmp at /tmp, cwd mapped when inside a bind. "
+        "qemu mode: host paths as they are, PYTHONPATH=<repo>.",
     )
     r.add_argument("--tree", required=True)
     r.add_argument("--arch", choices=sorted(ARCHES), help="default: from the tree's stamp")
-    r.add_argument("--bind", action="append", metavar="SRC[:DST]", help="extra bind mount (repeatable)")
-    r.add_argument("--env", action="append", metavar="K=V", help="environment variable (repeatable)")
-    r.add_argument("--mode", choices=("auto", "chroot", "qemu"), default="auto",
-                   help="auto: chroot, or qemu -L for a foreign tree when binfmt_misc is unavailable")
-    r.add_argument("--qemu", metavar="PATH",
-                   help="qemu-user binary (default: $ARMVWW_QEMU, the suite's qemu fetched by build, "
-                        "then the host's qemu-<arch>-static)")
+    r.add_argument(
+        "--bind", action="append", metavar="SRC[:DST]", help="extra bind mount (repeatable)"
+    )
+    r.add_argument(
+        "--env", action="append", metavar="K=V", help="environment variable (repeatable)"
+    )
+    r.add_argument(
+        "--mode",
+        choices=("auto", "chroot", "qemu"),
+        default="auto",
+        help="auto: chroot, or qemu -L for a foreign tree when binfmt_misc is unavailable",
+    )
+    r.add_argument(
+        "--qemu",
+        metavar="PATH",
+        help="qemu-user binary (default: $ARMVWW_QEMU, the suite's qemu fetched by build, "
+        "then the host's qemu-<arch>-static)",
+    )
     r.add_argument("--repo-dest", default="/src", help="where the repository appears (chroot mode)")
     r.add_argument("--no-repo", action="store_true", help="do not make the repository visible")
     r.add_argument("--no-tmp", action="store_true", help="do not bind the host /tmp at /tmp")
@@ -1101,7 +1252,9 @@ def make_parser() -> argparse.ArgumentParser:
     w.add_argument("--arch", required=True, choices=sorted(ARCHES))
     w.add_argument("--python-version", default="3.13")
     w.add_argument("--dest", help="default: <cache>/wheels/<arch>-cpXY")
-    w.add_argument("specs", nargs="*", metavar="SPEC", help=f"default: {' '.join(DEFAULT_PIP_SPECS)}")
+    w.add_argument(
+        "specs", nargs="*", metavar="SPEC", help=f"default: {' '.join(DEFAULT_PIP_SPECS)}"
+    )
     w.set_defaults(func=cmd_pip_wheel)
 
     e = sub.add_parser("_enter", help=argparse.SUPPRESS)
