@@ -169,6 +169,12 @@ def _parser() -> argparse.ArgumentParser:
     from . import bench
 
     bench.add_subcommand(sub)
+    from . import parity_cli
+
+    parity_cli.add_subcommand(sub)
+    from . import evaluate
+
+    evaluate.add_subcommand(sub)
     return p
 
 

@@ -22,6 +22,7 @@ from .errors import (
     BackendError,
     BackendUnavailableError,
     DefectiveRuntimeError,
+    ImageDecodeError,
     InputError,
 )
 from .model import Model
@@ -245,6 +246,15 @@ class Detector:
             InputError: an array of the wrong dtype or shape, or an unsupported input type.
         """
         img = images.load_image(image, self.max_pixels, self._draft)
+        rw, rh = preprocess.resized_size(
+            img.width, img.height, self._in_shape[2], self._in_shape[1]
+        )
+        if rw * rh > self.max_pixels:
+            raise ImageDecodeError(
+                f"image {images.describe(image)} is {img.width}x{img.height}: resizing its shorter "
+                f"side to the model's would need a {rw}x{rh} image, over max_pixels "
+                f"({self.max_pixels}); crop it to a saner aspect ratio first"
+            )
         return preprocess.image_to_input(img, self._in_shape, self._in_scale, self._in_zp)
 
     def run(self, q: np.ndarray) -> np.ndarray:

@@ -21,6 +21,7 @@ This module does the I/O and the mode bookkeeping; the maths lives in
 from __future__ import annotations
 
 import io
+import logging
 import os
 import warnings
 from pathlib import Path
@@ -30,8 +31,12 @@ from PIL import Image, ImageOps, UnidentifiedImageError
 
 from .errors import ImageDecodeError, InputError
 
+log = logging.getLogger(__name__)
+
 #: Largest image (in pixels) armvww decodes: 8K x 8K. Override per call.
 MAX_PIXELS = 8192 * 8192
+#: Largest image file armvww reads (bytes).
+MAX_FILE_BYTES = 256 * 1024 * 1024
 
 #: What :func:`load_image` accepts.
 ImageInput = str | os.PathLike[str] | bytes | bytearray | memoryview | Image.Image | np.ndarray
@@ -78,12 +83,22 @@ def load_image(
     if isinstance(image, (str, os.PathLike)):
         path = Path(image)
         try:
+            st = path.stat()
+            if path.is_dir():
+                raise IsADirectoryError(str(path))
+            if not path.is_file():
+                raise ImageDecodeError(f"image {str(path)!r} is not a regular file")
+            if st.st_size > MAX_FILE_BYTES:
+                raise ImageDecodeError(
+                    f"image {str(path)!r} is {st.st_size} bytes, over the {MAX_FILE_BYTES}-byte "
+                    "limit for an image file"
+                )
             data = path.read_bytes()
         except FileNotFoundError as exc:
             raise ImageDecodeError(f"image {str(path)!r} does not exist") from exc
         except IsADirectoryError as exc:
             raise ImageDecodeError(f"image {str(path)!r} is a directory") from exc
-        except OSError as exc:
+        except (OSError, MemoryError) as exc:
             raise ImageDecodeError(f"image {str(path)!r} cannot be read: {exc}") from exc
         return _decode(data, str(path), max_pixels, draft)
     if isinstance(image, (bytes, bytearray, memoryview)):
@@ -114,14 +129,11 @@ def _decode(data: bytes, label: str, max_pixels: int, draft: tuple[int, int] | N
         ) from exc
     except (Image.DecompressionBombError, Image.DecompressionBombWarning) as exc:
         raise ImageDecodeError(f"image {label} is too large to decode safely: {exc}") from exc
-    except (OSError, SyntaxError, ValueError, EOFError, struct_error(), MemoryError) as exc:
-        raise ImageDecodeError(f"image {label} is truncated or corrupt: {exc}") from exc
-
-
-def struct_error() -> type[Exception]:
-    import struct
-
-    return struct.error
+    except Exception as exc:  # Pillow raises many types on damaged data (TypeError too)
+        log.debug("decoding %s failed with %s", label, type(exc).__name__, exc_info=True)
+        raise ImageDecodeError(
+            f"image {label} is truncated or corrupt: {type(exc).__name__}: {exc}"
+        ) from exc
 
 
 def _check_pixels(img: Image.Image, max_pixels: int, label: str) -> None:
@@ -188,7 +200,11 @@ def iter_image_paths(path: str | os.PathLike[str]) -> list[Path]:
     """Image files under a directory (recursively, sorted), or ``[path]`` for a file."""
     p = Path(path)
     if p.is_dir():
+        # everything with an image name but a directory: a dangling link or a FIFO named
+        # x.png is then reported as a failed item, not dropped
         return sorted(
-            f for f in p.rglob("*") if f.is_file() and f.suffix.lower() in IMAGE_EXTENSIONS
+            f
+            for f in p.rglob("*")
+            if f.suffix.lower() in IMAGE_EXTENSIONS and (f.is_symlink() or not f.is_dir())
         )
     return [p]

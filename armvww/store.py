@@ -79,6 +79,11 @@ def load_model(source: ModelSource = None) -> Model:
         UnsupportedModelError: a valid TFLite model that is not a VWW-style int8 model.
     """
     if isinstance(source, Model):
+        if hashlib.sha256(source.data).hexdigest() != source.sha256:
+            raise ModelIntegrityError(
+                f"model {source.source!r}: its bytes no longer match the SHA-256 it was "
+                "validated with (was it rebuilt with dataclasses.replace?); parse it again"
+            )
         return source
     if isinstance(source, (bytes, bytearray, memoryview)):
         return parse_model(bytes(source), "<bytes>")
@@ -156,7 +161,13 @@ def fetch(name: str, dest_dir: Path | None = None, timeout: float = 60.0) -> Pat
             f"download of {known.name} is {len(data)} bytes with SHA-1 {sha1}; expected "
             f"{known.size} bytes with SHA-1 {known.sha1}. Nothing was written"
         )
-    write_atomic(dest, data)
+    try:
+        write_atomic(dest, data)
+    except OSError as exc:
+        raise FetchError(
+            f"downloaded {known.name} but could not write {dest}: {exc}; the previous file, "
+            "if any, is unchanged"
+        ) from exc
     return dest
 
 

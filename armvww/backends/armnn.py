@@ -323,13 +323,20 @@ class ArmNNSession(Session):
 
         t0 = time.perf_counter()
         parser = ann.ITfLiteParser()
-        fd, tmp = tempfile.mkstemp(prefix="armvww-", suffix=".tflite")
+        try:
+            fd, tmp = tempfile.mkstemp(prefix="armvww-", suffix=".tflite")
+        except OSError as exc:
+            raise BackendError(f"no temporary file for Arm NN's parser: {exc}") from exc
         try:
             with os.fdopen(fd, "wb") as f:
                 f.write(model.data)
             network = parser.CreateNetworkFromBinaryFile(tmp)
         except RuntimeError as exc:
             raise BackendError(f"Arm NN's TfLite parser refused {model.name}: {exc}") from exc
+        except OSError as exc:
+            raise BackendError(
+                f"could not write the model to a temporary file for Arm NN's parser: {exc}"
+            ) from exc
         finally:
             with contextlib.suppress(OSError):
                 os.unlink(tmp)

@@ -27,10 +27,14 @@ from armvww.errors import DefectiveRuntimeError, OptionError
 
 from ..conftest import report_line
 
+_NO_PYARMNN = importlib.util.find_spec("pyarmnn") is None
 pytestmark = [
     pytest.mark.armnn,
+    # without pyarmnn in this interpreter these tests skip; the tree lanes (tests/trees) run
+    # them for real and assert which must pass, so here the skip is allowed even in CI
+    *([pytest.mark.optional] if _NO_PYARMNN else []),
     pytest.mark.skipif(
-        importlib.util.find_spec("pyarmnn") is None,
+        _NO_PYARMNN,
         reason="pyarmnn is not installed here (Debian: apt install python3-pyarmnn); the "
         "Arm NN suite runs inside the Debian trees (tests/trees)",
     ),

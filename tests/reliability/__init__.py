@@ -1,0 +1,1 @@
+"""Reliability tests: hostile inputs, concurrency, faults, and nothing lost (issue 6)."""
