@@ -169,6 +169,16 @@ def softmax(logits: np.ndarray) -> np.ndarray:
 
 
 def person_score(raw: np.ndarray, scale: float, zero_point: int) -> float:
-    """P(person): softmax of the dequantised (no person, person) logits, index 1."""
-    p = softmax(dequantize(np.asarray(raw).reshape(-1), scale, zero_point))
-    return float(p[1])
+    """P(person): softmax of the dequantised (no person, person) logits, index 1.
+
+    For two classes the softmax is the logistic of the logit difference; it is computed with
+    Python floats (the zero point cancels), which is exact to rounding and far cheaper than
+    numpy on two numbers.
+    """
+    flat = np.asarray(raw).reshape(-1)
+    if flat.shape != (2,):
+        raise ValueError(f"expected 2 logits, got shape {flat.shape}")
+    d = (int(flat[0]) - int(flat[1])) * float(scale)  # logit0 - logit1
+    if d > 700.0:  # exp overflow guard; the probability is 0 to double precision
+        return 0.0
+    return 1.0 / (1.0 + math.exp(d))

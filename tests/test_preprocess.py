@@ -195,3 +195,18 @@ def test_uniform_grey_image_maps_through_the_table(v: int) -> None:
     arr = np.full((70, 90), v, np.uint8)
     q = preprocess.image_to_input(images.load_image(arr), (1, 50, 50, 1), VWW2_SCALE, VWW2_ZP)
     assert (q == preprocess.quant_table(VWW2_SCALE, VWW2_ZP)[v]).all()
+
+
+@settings(max_examples=200, deadline=None)
+@given(
+    a=st.integers(-128, 127),
+    b=st.integers(-128, 127),
+    scale=st.floats(1e-4, 8.0),
+    zp=st.integers(-128, 127),
+)
+def test_person_score_equals_the_two_class_softmax(a: int, b: int, scale: float, zp: int) -> None:
+    raw = np.array([a, b], np.int8)
+    z = (np.array([a, b], np.float64) - zp) * scale
+    expect = 1.0 / (1.0 + np.exp(np.clip(z[0] - z[1], -700, 700)))
+    assert preprocess.person_score(raw, scale, zp) == pytest.approx(expect, rel=1e-9, abs=1e-300)
+    assert preprocess.softmax(z)[1] == pytest.approx(expect, rel=1e-9, abs=1e-300)
