@@ -60,8 +60,28 @@ def _build(arch: str) -> Path:
     return dest
 
 
-def _run_suite(lane: str, argv: list[str], tmp_path: Path, env: dict[str, str]) -> dict[str, str]:
-    """Run tests/armnn via ``argv`` (a command prefix); return {test id: outcome}."""
+PARITY_BOTH = [
+    "test_eval_confusion_matches_independent_counts[vww2]",
+    "test_eval_confusion_matches_independent_counts[vww4]",
+    "test_eval_cli_folder_and_csv_agree",
+    "test_litert_builtin_kernels_against_xnnpack[vww2]",
+    "test_litert_builtin_kernels_against_xnnpack[vww4]",
+    "test_rewritten_outputs_equal_preserved_tensors",
+    "test_per_layer_points_at_the_perturbed_layer[LiteRT]",
+    "test_cli_per_layer_on_a_perturbed_model",
+    "test_cli_exit_codes_follow_the_contract",
+]
+
+
+def _run_suite(
+    lane: str,
+    argv: list[str],
+    tmp_path: Path,
+    env: dict[str, str],
+    paths: tuple[str, ...] = ("tests/armnn", "tests/parity"),
+) -> dict[str, str]:
+    """Run the Arm NN and parity suites via ``argv`` (a command prefix); return
+    {test name: outcome}."""
     junit = tmp_path / f"{lane}.xml"
     report = tmp_path / f"{lane}.txt"
     full_env = dict(os.environ, **env, ARMVWW_REPORT_FILE=str(report), ARMVWW_SHARED=str(SHARED))
@@ -70,7 +90,7 @@ def _run_suite(lane: str, argv: list[str], tmp_path: Path, env: dict[str, str]) 
         *argv,
         "-m",
         "pytest",
-        "tests/armnn",
+        *paths,
         "-q",
         "-p",
         "no:cacheprovider",
@@ -136,6 +156,10 @@ def test_trixie_amd64_cpuref(tmp_path: Path) -> None:
             "test_sample_decisions_match_litert",
             "test_options_are_feature_detected",
             "test_several_detectors_threads_and_closing",
+            *PARITY_BOTH,
+            "test_per_layer_points_at_the_perturbed_layer[CpuRef]",
+            "test_armnn_backend_meets_the_contract[CpuRef-vww2]",
+            "test_armnn_backend_meets_the_contract[CpuRef-vww4]",
         ],
         skipped=["test_parity_against_litert[CpuAcc-vww2]", "test_fallback_from_gpuacc_to_cpuacc"],
     )
@@ -170,6 +194,10 @@ def test_trixie_arm64_cpuacc_emulated(tmp_path: Path) -> None:
             "test_broken_opencl_icd_is_a_reason",
             "test_options_are_feature_detected",
             "test_several_detectors_threads_and_closing",
+            *PARITY_BOTH,
+            "test_per_layer_points_at_the_perturbed_layer[CpuAcc]",
+            "test_armnn_backend_meets_the_contract[CpuAcc-vww2]",
+            "test_armnn_backend_meets_the_contract[CpuAcc-vww4]",
         ],
         skipped=["test_parity_against_litert[GpuAcc-vww2]"],
     )
@@ -183,7 +211,9 @@ def test_host_debian_pyarmnn(tmp_path: Path) -> None:
         or subprocess.run([str(system_python), "-c", code], capture_output=True).returncode
     ):
         pytest.skip("needs Debian's python3 with python3-pyarmnn, python3-pil, python3-pytest")
-    out = _run_suite("host-debian", [str(system_python)], tmp_path, {"PYTHONPATH": str(REPO)})
+    out = _run_suite(
+        "host-debian", [str(system_python)], tmp_path, {"PYTHONPATH": str(REPO)}, ("tests/armnn",)
+    )
     _expect(out, ["test_probe_reports_every_arm_nn_backend", "test_options_are_feature_detected"])
     version = subprocess.run(
         [str(system_python), "-c", "import pyarmnn; print(pyarmnn.ARMNN_VERSION)"],
