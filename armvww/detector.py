@@ -48,6 +48,8 @@ class Detection:
             first choice ran).
         error: for :meth:`Detector.detect_many` only: the error that stopped this item
             (then ``person`` is False, ``score`` is NaN and ``raw`` is empty).
+        selection: how the backend was chosen (``"requested"``, the ``auto`` rule, a
+            preference list, or the measurements behind ``fastest``).
     """
 
     person: bool
@@ -57,6 +59,7 @@ class Detection:
     source: str | None = None
     fallback: tuple[str, ...] = ()
     error: ArmvwwError | None = None
+    selection: str = ""
 
     @property
     def ok(self) -> bool:
@@ -82,6 +85,8 @@ class Detection:
         }
         if self.fallback:
             d["fallback"] = list(self.fallback)
+        if self.selection:
+            d["selection"] = self.selection
         if self.error is not None:
             d["error"] = {"type": type(self.error).__name__, "message": str(self.error)}
         return d
@@ -201,6 +206,8 @@ class Detector:
         self.fast_decode = fast_decode
         self.model: Model = load_model(model)
         self._session, self.fallback = open_session(self.model, backend, options)
+        #: How the backend was chosen; also on every Detection.
+        self.selection = _describe_selection(backend, self.model)
         self._lock = threading.Lock()
         self._closed = False
         spec = self.model.input
@@ -289,6 +296,7 @@ class Detector:
             backend=self.backend,
             source=source,
             fallback=self.fallback,
+            selection=self.selection,
         )
 
     def detect(self, image: images.ImageInput) -> Detection:
@@ -314,6 +322,7 @@ class Detector:
                     source=images.describe(item),
                     fallback=self.fallback,
                     error=exc,
+                    selection=self.selection,
                 )
 
     def detect_many(self, items: Iterable[images.ImageInput]) -> list[Detection]:
@@ -346,6 +355,21 @@ class Detector:
             f"Detector(model={self.model.name!r}, backend={self.backend!r}, "
             f"threshold={self.threshold})"
         )
+
+
+def _describe_selection(spec: BackendSpec, model: Model) -> str:
+    if isinstance(spec, str):
+        key = spec.lower()
+        if key == "auto":
+            order = ", ".join(n for n in backends.AUTO_ORDER if n in backends.names())
+            return f"auto: the first usable of {order}"
+        if key == "fastest":
+            from .fastest import last_choice
+
+            choice = last_choice(model)
+            return "fastest: " + (choice.explain() if choice else "not measured")
+        return "requested"
+    return "preference list: " + ", ".join(spec)
 
 
 def _describe_bad_tensor(q: object, shape: tuple[int, ...]) -> str:

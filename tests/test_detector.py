@@ -206,3 +206,16 @@ def test_quantize_is_the_shared_preprocessing(det, samples) -> None:
     img = Image.open(samples[3][0]).convert("RGB")
     expect = preprocess.image_to_input(img, m.input.shape, m.input.scale, m.input.zero_point)
     np.testing.assert_array_equal(det.quantize(samples[3][0]), expect)
+
+
+def test_selection_is_explained_on_the_result(samples) -> None:
+    pytest.importorskip("ai_edge_litert.interpreter")
+    with armvww.Detector("vww2", backend="LiteRT") as d:
+        assert d.detect(samples[0][0]).selection == "requested"
+    with armvww.Detector("vww2", backend="auto") as d:
+        r = d.detect(samples[0][0])
+        assert r.selection.startswith("auto: the first usable of GpuAcc, CpuAcc, LiteRT")
+        assert r.as_dict()["selection"] == r.selection
+    with armvww.Detector("vww2", backend="fastest") as d:
+        r = d.detect(samples[0][0])
+        assert r.selection.startswith(f"fastest: picked {d.backend}: median latency")
