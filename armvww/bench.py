@@ -285,7 +285,8 @@ def build_options(entry: BackendEntry, cfg: BenchConfig) -> backends.BackendOpti
 
 
 # -- machine facts --------------------------------------------------------------------------
-def _cpu_model() -> str:
+def cpu_model() -> str:
+    """The CPU model name from /proc/cpuinfo (or platform.processor())."""
     try:
         with open("/proc/cpuinfo", encoding="utf-8") as f:
             for line in f:
@@ -326,7 +327,7 @@ def machine_info() -> dict[str, Any]:
     return {
         "date_utc": datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ"),
         "machine": platform.machine(),
-        "cpu": _cpu_model(),
+        "cpu": cpu_model(),
         "cores_usable": usable_cores(),
         "cores_total": os.cpu_count(),
         "platform": platform.platform(),

@@ -33,6 +33,7 @@ from typing import Any
 import numpy as np
 
 from . import backends
+from .bench import cpu_model
 from .errors import ArmvwwError
 from .model import Model
 from .store import write_atomic
@@ -95,25 +96,13 @@ def cache_dir() -> Path:
     return Path(base) / "armvww" / "fastest"
 
 
-def _cpu_model() -> str:
-    try:
-        with open("/proc/cpuinfo", encoding="utf-8") as f:
-            for line in f:
-                key, _, value = line.partition(":")
-                if key.strip() in ("model name", "Hardware", "Model"):
-                    return value.strip()
-    except OSError:
-        pass
-    return platform.processor()
-
-
 def machine_key() -> dict[str, Any]:
     """What identifies "this machine" for the cache: architecture, CPU model, cores."""
     try:
         cores = len(os.sched_getaffinity(0))
     except AttributeError:
         cores = os.cpu_count() or 1
-    return {"machine": platform.machine(), "cpu": _cpu_model(), "cores": cores}
+    return {"machine": platform.machine(), "cpu": cpu_model(), "cores": cores}
 
 
 def _available() -> dict[str, str]:
