@@ -13,7 +13,7 @@ ifneq ($(wildcard $(SHARED)/models),)
 export ARMVWW_MODEL_DIR ?= $(SHARED)/models
 endif
 
-.PHONY: install host-deps detect test lint format clean
+.PHONY: install host-deps detect test test-gpuacc lint format clean
 
 $(VENV)/.installed: setup.cfg pyproject.toml
 	$(PYTHON) -c 'import sys; assert sys.version_info >= (3, 11), "armvww needs Python >= 3.11"'
@@ -35,6 +35,11 @@ host-deps:
 ## test: the whole test suite, Arm NN lanes in Debian trees included
 test: install host-deps
 	$(PY) -m pytest $(PYTEST_ARGS)
+
+## test-gpuacc: opt-in GpuAcc-on-PoCL lane (functional check of GpuAcc, not Mali speed;
+## ~600 MB, ~30 min of kernel compiles per model on a cold cache)
+test-gpuacc: install host-deps
+	ARMVWW_GPUACC=1 $(PY) -m pytest tests/trees/test_gpuacc_lane.py $(PYTEST_ARGS)
 
 lint: install
 	$(VENV)/bin/ruff check .

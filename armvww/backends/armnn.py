@@ -377,6 +377,9 @@ class ArmNNSession(Session):
                 else:
                     self._net_id, msg = rt.LoadNetwork(opt)
         except RuntimeError as exc:
+            if cache_tmp is not None:
+                with contextlib.suppress(OSError):
+                    cache_tmp.unlink()
             raise BackendError(f"Arm NN could not load the network on {prefs[0]}: {exc}") from exc
         self.info["load_s"] = time.perf_counter() - t0
         if msg:
@@ -408,6 +411,9 @@ class ArmNNSession(Session):
             elif o.gpu_save_cached_network:
                 path.parent.mkdir(parents=True, exist_ok=True)
                 cache_tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+                # Arm NN 23.08 only writes into a file that already exists (silently nothing
+                # otherwise): create it empty, publish it after the load if it was filled
+                cache_tmp.touch()
                 gpu += [("SaveCachedNetwork", True), ("CachedNetworkFilePath", str(cache_tmp))]
                 self.info["cached_network"] = f"write {path}"
         if (cpu or gpu) and not feats["model_options"]:
