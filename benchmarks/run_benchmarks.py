@@ -343,8 +343,9 @@ def main() -> int:
     )
     m = load_model("vww2")
     q = [np.zeros(m.input.shape, np.int8)]
-    t1 = bench.run_workers(threads_cfg, entries[0], "infer", 1, m, q)
-    tn = bench.run_workers(threads_cfg, entries[0], "infer", threads_cfg.workers, m, q)
+    first_entry = next(e for e in entries if e.label == first["backend"])
+    t1 = bench.run_workers(threads_cfg, first_entry, "infer", 1, m, q)
+    tn = bench.run_workers(threads_cfg, first_entry, "infer", threads_cfg.workers, m, q)
     rep.add(
         f"threads instead, same run: 1 worker {t1['throughput_per_s']:.0f}/s, "
         f"{threads_cfg.workers} workers {tn['throughput_per_s']:.0f}/s "
