@@ -20,6 +20,7 @@ Outcomes: ``valid`` (a model or tensor came out), ``typed`` (an :class:`ArmvwwEr
 
 from __future__ import annotations
 
+import argparse
 import io
 import json
 import os
@@ -880,3 +881,82 @@ if __name__ == "__main__":  # pragma: no cover - child
     ap.add_argument("--model")
     a = ap.parse_args()
     _worker_main(a.mem_limit, a.model)
+
+
+def fuzz_cli(
+    kind: str,
+    doc: str,
+    replay_example: str,
+    make_cases: Callable[[argparse.Namespace], Iterable[tuple[str, bytes]] | None],
+    breakdown: Callable[[Result], str],
+    model: str | None = None,
+) -> int:
+    """The command line shared by tools/fuzz_models.py and tools/fuzz_images.py.
+
+    ``make_cases`` returns the case iterator (``None`` when its inputs are missing);
+    ``breakdown`` names the bucket a result is counted in. Exit status 0 only when there were
+    no untyped errors, crashes or timeouts.
+    """
+    ap = argparse.ArgumentParser(description=doc, formatter_class=argparse.RawTextHelpFormatter)
+    ap.add_argument("--cases", type=int, default=10_000)
+    ap.add_argument("--seed", type=int, default=1)
+    ap.add_argument("--workers", type=int, default=os.cpu_count() or 2)
+    ap.add_argument("--timeout", type=float, default=60.0, help="seconds per case")
+    ap.add_argument("--replay", help=f"run only the case with this id prefix ({replay_example})")
+    ap.add_argument("--dump", help="with --replay: write the mutated bytes here")
+    ap.add_argument("--json", action="store_true", help="print the summary as JSON")
+    args = ap.parse_args()
+    made = make_cases(args)
+    if made is None:
+        return 2
+    cases: Iterable[tuple[str, bytes]] = made
+    if args.replay:
+        found = [(c, d) for c, d in cases if c.split(" ")[0] == args.replay]
+        if not found:
+            print(f"no case {args.replay}", file=sys.stderr)
+            return 2
+        if args.dump:
+            Path(args.dump).write_bytes(found[0][1])
+        cases = iter(found)
+
+    start = time.monotonic()
+    kinds: Counter[str] = Counter()
+    done = [0]
+
+    def progress(r: Result) -> None:
+        done[0] += 1
+        kinds[breakdown(r)] += 1
+        if done[0] % 1000 == 0:
+            print(f"  {done[0]} cases, {time.monotonic() - start:.0f} s", file=sys.stderr)
+
+    counts, failures = run_cases(
+        cases,
+        kind,
+        workers=args.workers,
+        timeout=args.timeout,
+        on_result=progress,
+        stderr_path=os.devnull,
+        model=model,
+    )
+    elapsed = time.monotonic() - start
+    summary = {
+        "cases": sum(counts.values()),
+        "seed": args.seed,
+        **{o: counts[o] for o in OUTCOMES},
+        "seconds": round(elapsed, 1),
+        "breakdown": dict(sorted(kinds.items())),
+        "failures": [{"case": f.case, "outcome": f.outcome, **f.detail} for f in failures],
+    }
+    if args.json:
+        print(json.dumps(summary, indent=2))
+    else:
+        print(f"{kind} fuzz: {summary['cases']} cases (seed {args.seed}) in {elapsed:.0f} s")
+        for o in OUTCOMES:
+            print(f"  {o:<8} {counts[o]}")
+        print("  breakdown:")
+        for k, v in sorted(kinds.items()):
+            print(f"    {v:>6}  {k}")
+        for f in failures:
+            print(f"FAILURE {f.outcome}: {f.case}\n  {json.dumps(f.detail)[:3000]}")
+    bad = counts["untyped"] + counts["crash"] + counts["timeout"]
+    return 1 if bad else 0
