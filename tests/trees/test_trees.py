@@ -125,6 +125,22 @@ def _run_suite(
     return outcomes
 
 
+def _in_tree(tree: Path, *options: str) -> list[str]:
+    """Command prefix that runs the tree's python3 with the repo and ../shared visible."""
+    return [
+        sys.executable,
+        str(DEBTREE),
+        "run",
+        "--tree",
+        str(tree),
+        "--bind",
+        str(SHARED),
+        *options,
+        "--",
+        "python3",
+    ]
+
+
 def _expect(outcomes: dict[str, str], passed: list[str], skipped: list[str] = ()) -> None:
     for name in passed:
         assert outcomes.get(name) == "passed", (name, outcomes.get(name), outcomes)
@@ -134,18 +150,7 @@ def _expect(outcomes: dict[str, str], passed: list[str], skipped: list[str] = ()
 
 def test_trixie_amd64_cpuref(tmp_path: Path) -> None:
     tree = _build("amd64")
-    argv = [
-        sys.executable,
-        str(DEBTREE),
-        "run",
-        "--tree",
-        str(tree),
-        "--bind",
-        str(SHARED),
-        "--",
-        "python3",
-    ]
-    out = _run_suite("trixie-amd64", argv, tmp_path, {})
+    out = _run_suite("trixie-amd64", _in_tree(tree), tmp_path, {})
     _expect(
         out,
         [
@@ -167,19 +172,7 @@ def test_trixie_amd64_cpuref(tmp_path: Path) -> None:
 
 def test_trixie_arm64_cpuacc_emulated(tmp_path: Path) -> None:
     tree = _build("arm64")
-    argv = [
-        sys.executable,
-        str(DEBTREE),
-        "run",
-        "--tree",
-        str(tree),
-        "--bind",
-        str(SHARED),
-        "--env",
-        "ARMVWW_EMULATION=qemu-user aarch64 on x86-64",
-        "--",
-        "python3",
-    ]
+    argv = _in_tree(tree, "--env", "ARMVWW_EMULATION=qemu-user aarch64 on x86-64")
     out = _run_suite("trixie-arm64", argv, tmp_path, {})
     _expect(
         out,
