@@ -48,7 +48,7 @@ from ..errors import (
     OptionError,
 )
 from ..model import Model
-from .base import Availability, Backend, BackendOptions, Session
+from .base import Availability, Backend, BackendOptions, Session, emulation_info
 
 log = logging.getLogger(__name__)
 
@@ -314,9 +314,7 @@ class ArmNNSession(Session):
             "preferences": list(prefs),
             "options": {k: v for k, v in opts.__dict__.items() if v not in (None, False)},
         }
-        if os.environ.get("ARMVWW_EMULATION"):
-            self.info["emulated"] = True
-            self.info["emulation"] = os.environ["ARMVWW_EMULATION"]
+        self.info.update(emulation_info())
         if defective:
             self.info["defective_pad"] = True
         model_opts, cache_tmp = self._model_options(ann, feats, prefs, opts)

@@ -10,6 +10,7 @@ thread-safe; :class:`armvww.Detector` serialises calls to its session.
 from __future__ import annotations
 
 import abc
+import os
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any, ClassVar
@@ -45,6 +46,14 @@ class BackendOptions:
 
     #: Backend names these options apply to (empty: every backend of the family).
     applies_to: ClassVar[tuple[str, ...]] = ()
+
+
+def emulation_info() -> dict[str, Any]:
+    """``{"emulated": True, "emulation": ...}`` when ``ARMVWW_EMULATION`` says this process
+    runs under an emulator (the Debian tree lanes set it), else ``{}``. Sessions merge it
+    into their ``info`` so benchmarks label such rows."""
+    how = os.environ.get("ARMVWW_EMULATION")
+    return {"emulated": True, "emulation": how} if how else {}
 
 
 class Session(abc.ABC):

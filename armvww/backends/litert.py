@@ -21,7 +21,7 @@ import numpy as np
 
 from ..errors import BackendError, BackendUnavailableError, OptionError
 from ..model import Model
-from .base import Availability, Backend, BackendOptions, Session
+from .base import Availability, Backend, BackendOptions, Session, emulation_info
 
 log = logging.getLogger(__name__)
 
@@ -134,6 +134,7 @@ class LiteRTSession(Session):
             "threads": options.threads,
             "delegate": delegate,
             "load_s": load_s,
+            **emulation_info(),
         }
 
     @property
