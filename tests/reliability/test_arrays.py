@@ -4,7 +4,6 @@ wrong answer (wrong dtype or shape, NaN, non-contiguous, read-only, aliasing).""
 from __future__ import annotations
 
 import re
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -17,16 +16,6 @@ import armvww
 from . import fuzzlib
 
 pytestmark = pytest.mark.litert
-
-
-@pytest.fixture(scope="module")
-def det(vww2_path: Path) -> Iterator[armvww.Detector]:
-    try:
-        d = armvww.Detector(vww2_path, backend="LiteRT")
-    except armvww.BackendUnavailableError as exc:
-        pytest.skip(f"LiteRT is not usable: {exc}")
-    with d:
-        yield d
 
 
 @pytest.fixture(scope="module")

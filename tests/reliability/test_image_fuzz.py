@@ -8,7 +8,6 @@ the semantic checks (EXIF orientation, 16-bit scaling, alpha, palette, CMYK, 0/1
 from __future__ import annotations
 
 import io
-from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
@@ -22,16 +21,6 @@ from ..reference_pipeline import reference_input
 from . import fuzzlib
 
 pytestmark = pytest.mark.litert
-
-
-@pytest.fixture(scope="module")
-def det(vww2_path: Path) -> Iterator[armvww.Detector]:
-    try:
-        d = armvww.Detector(vww2_path, backend="LiteRT")
-    except armvww.BackendUnavailableError as exc:
-        pytest.skip(f"LiteRT is not usable: {exc}")
-    with d:
-        yield d
 
 
 def _open(data: bytes) -> Image.Image:
