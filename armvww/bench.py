@@ -546,36 +546,24 @@ def run_workers(
         "start": 0,
         "kind": cfg.worker_kind,
     }
+    # processes and threads differ only in the primitives they are started with
+    barrier: Any
     results: Any
+    runner: Any
     if cfg.worker_kind == "process":
         ctx = mp.get_context("spawn")
-        barrier = ctx.Barrier(n_workers)
-        results = ctx.Queue()
-        procs = [
-            ctx.Process(
-                target=_worker_main, args=({**job, "start": i}, barrier, results), daemon=True
-            )
-            for i in range(n_workers)
-        ]
-        for p in procs:
-            p.start()
-        got = [results.get(timeout=600) for _ in procs]
-        for p in procs:
-            p.join(timeout=60)
+        barrier, results, runner = ctx.Barrier(n_workers), ctx.Queue(), ctx.Process
     else:
-        tbarrier = threading.Barrier(n_workers)
-        results = queue.Queue()
-        ths = [
-            threading.Thread(
-                target=_worker_main, args=({**job, "start": i}, tbarrier, results), daemon=True
-            )
-            for i in range(n_workers)
-        ]
-        for t in ths:
-            t.start()
-        got = [results.get(timeout=600) for _ in ths]
-        for t in ths:
-            t.join(timeout=60)
+        barrier, results, runner = threading.Barrier(n_workers), queue.Queue(), threading.Thread
+    workers = [
+        runner(target=_worker_main, args=({**job, "start": i}, barrier, results), daemon=True)
+        for i in range(n_workers)
+    ]
+    for w in workers:
+        w.start()
+    got = [results.get(timeout=600) for _ in workers]
+    for w in workers:
+        w.join(timeout=60)
     errors = [g["error"] for g in got if "error" in g]
     if errors:
         raise BackendError(f"{entry.label} worker failed: {errors[0]}")
