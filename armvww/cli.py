@@ -64,25 +64,37 @@ def _emit(obj: Any) -> None:
 
 @command
 def cmd_detect(args: argparse.Namespace) -> int:
+    from . import labels
     from .detector import Detector
 
+    truth, label_files = labels.truth_for(args.images)
     with Detector(args.model, backend=args.backend, threshold=args.threshold) as det:
         results = det.detect_many(args.images)
         if args.json:
             for r in results:
-                _emit(r.as_dict())
+                row = r.as_dict()
+                known = labels.truth_of(r, truth)
+                if known is not None:
+                    row["truth"] = labels.NAMES[known]
+                _emit(row)
         else:
-            print(f"model {det.model.name}  backend {det.backend} ({det.runtime})")
+            print(f"model {det.model.name}  backend {det.backend}  threshold {det.threshold}")
             for reason in det.fallback:
                 print(f"  skipped {reason}")
-            width = max([len(str(r.source)) for r in results] + [5])
-            print(f"{'image':<{width}}  {'result':<9}  {'P(person)':>9}  raw")
-            for r in results:
+            names = [labels.short_name(str(r.source), args.images) for r in results]
+            width = max([len(n) for n in names] + [5])
+            print(f"{'image':<{width}}  {'truth':<9}  {'result':<9}  {'P(person)':>9}  runtime")
+            for name, r in zip(names, results, strict=True):
+                known = labels.truth_of(r, truth)
+                t = "-" if known is None else labels.NAMES[known]
                 if r.error is not None:
-                    print(f"{r.source!s:<{width}}  {'error':<9}  {'-':>9}  {r.error}")
-                else:
-                    raw = " ".join(str(int(v)) for v in r.raw)
-                    print(f"{r.source!s:<{width}}  {r.label:<9}  {r.score:>9.3f}  [{raw}]")
+                    print(f"{name:<{width}}  {t:<9}  {'error':<9}  {'-':>9}  {r.error}")
+                    continue
+                mark = "" if known is None or known == int(r.person) else "  <- wrong"
+                print(f"{name:<{width}}  {t:<9}  {r.label:<9}  {r.score:>9.3f}  {r.runtime}{mark}")
+            if truth:
+                where = ", ".join(str(f) for f in label_files)
+                print(f"{labels.tally(results, truth).line()}  (truth: {where})")
         failed = sum(1 for r in results if r.error is not None)
         if failed:
             log.error("%d of %d images failed", failed, len(results))
@@ -145,11 +157,28 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--debug", action="store_true", help="show tracebacks")
     sub = p.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
-    d = sub.add_parser("detect", help="detect people in images (files or directories)")
+    d = sub.add_parser(
+        "detect",
+        help="detect people in images (files or directories)",
+        description="Detect people in images. A labels.csv (path,label) in a folder given, or "
+        "beside a file given, adds a truth column and a right/total summary; paths are shown "
+        "relative to the folder given.",
+    )
     add_model_arg(d)
     add_backend_arg(d)
-    d.add_argument("--threshold", "-t", type=float, default=0.5, help="P(person) threshold")
-    d.add_argument("--json", action="store_true", help="one JSON object per image")
+    d.add_argument(
+        "--threshold",
+        "-t",
+        type=float,
+        default=0.5,
+        help="person iff P(person) > T; at the default 0.5, the reference's argmax of the int8 "
+        "logits (a tie is no person)",
+    )
+    d.add_argument(
+        "--json",
+        action="store_true",
+        help="JSON Lines: one JSON object per image per line (with the raw int8 logits)",
+    )
     d.add_argument("images", nargs="+", help="image files or directories")
 
     i = sub.add_parser("info", help="model facts and hash verdict")

@@ -39,7 +39,8 @@ class Detection:
     """The answer for one image.
 
     Attributes:
-        person: ``score >= threshold``.
+        person: the decision (:func:`armvww.preprocess.decide`): ``score > threshold``;
+            at the default 0.5, the reference's argmax of the raw logits (a tie is no person).
         score: P(person), the softmax of the dequantised logits (index 1).
         raw: the model's raw int8 output, shape ``(2,)``: (no person, person).
         backend: the backend that really ran.
@@ -50,6 +51,9 @@ class Detection:
             (then ``person`` is False, ``score`` is NaN and ``raw`` is empty).
         selection: how the backend was chosen (``"requested"``, the ``auto`` rule, a
             preference list, or the measurements behind ``fastest``).
+        runtime: the runtime that computed it (package, version and kernels, e.g.
+            ``"ai-edge-litert 2.3.0, XNNPACK"``): one backend name can hide runtimes whose
+            decisions differ.
     """
 
     person: bool
@@ -60,6 +64,7 @@ class Detection:
     fallback: tuple[str, ...] = ()
     error: ArmvwwError | None = None
     selection: str = ""
+    runtime: str = ""
 
     @property
     def ok(self) -> bool:
@@ -82,6 +87,7 @@ class Detection:
             "score": None if math.isnan(self.score) else round(self.score, 6),
             "raw": [int(v) for v in self.raw],
             "backend": self.backend,
+            "runtime": self.runtime,
         }
         if self.fallback:
             d["fallback"] = list(self.fallback)
@@ -172,7 +178,9 @@ class Detector:
             (measured once per model and machine and cached; see :mod:`armvww.fastest`),
             or an ordered list of names: the first that loads wins, and the
             reasons for skipping the others are on every result (:attr:`Detection.fallback`).
-        threshold: ``score >= threshold`` means person. In [0, 1].
+        threshold: ``score > threshold`` means person. In [0, 1]. At the default (0.5) the
+            decision is the reference's argmax of the int8 logits: a tie (equal logits,
+            score 0.5) is no person. See :func:`armvww.preprocess.decide`.
         options: backend option dataclasses (one, or several for different families).
         max_pixels: images larger than this are refused (decompression-bomb guard).
         fast_decode: let JPEG decoding downscale (draft mode) while keeping at least twice the
@@ -193,7 +201,7 @@ class Detector:
         self,
         model: ModelSource = None,
         backend: BackendSpec = "auto",
-        threshold: float = 0.5,
+        threshold: float = preprocess.DEFAULT_THRESHOLD,
         options: OptionsSpec = None,
         *,
         max_pixels: int = images.MAX_PIXELS,
@@ -290,13 +298,14 @@ class Detector:
         r = np.asarray(raw, dtype=np.int8).reshape(-1)
         score = preprocess.person_score(r, self._out_scale, self._out_zp)
         return Detection(
-            person=score >= self.threshold,
+            person=preprocess.decide(r, score, self.threshold),
             score=score,
             raw=r,
             backend=self.backend,
             source=source,
             fallback=self.fallback,
             selection=self.selection,
+            runtime=self.runtime,
         )
 
     def detect(self, image: images.ImageInput) -> Detection:
@@ -323,6 +332,7 @@ class Detector:
                     fallback=self.fallback,
                     error=exc,
                     selection=self.selection,
+                    runtime=self.runtime,
                 )
 
     def detect_many(self, items: Iterable[images.ImageInput]) -> list[Detection]:

@@ -13,7 +13,6 @@ the same int8 tensor, so the backends' decisions differ only by their arithmetic
 from __future__ import annotations
 
 import argparse
-import csv
 import json
 import logging
 import math
@@ -28,60 +27,13 @@ import numpy as np
 from . import images, preprocess
 from .bench import BackendEntry, Progress
 from .errors import ArmvwwError, BackendUnavailableError, InputError
+from .labels import read_labelled
 from .model import Model
 
 log = logging.getLogger(__name__)
 
 #: Version of the JSON layout.
 SCHEMA = "armvww.eval/1"
-_LABELS = {"1": 1, "0": 0, "person": 1, "no_person": 0, "true": 1, "false": 0}
-
-
-def read_labelled(source: str | Path) -> list[tuple[Path, int]]:
-    """``(image path, label)`` pairs from a ``person/`` + ``no_person/`` folder or a CSV.
-
-    Raises:
-        InputError: not such a folder or CSV, an unknown label, or no images at all.
-    """
-    src = Path(source)
-    out: list[tuple[Path, int]] = []
-    if src.is_dir():
-        for sub, label in (("no_person", 0), ("person", 1)):
-            d = src / sub
-            if d.is_dir():
-                out += [(Path(p), label) for p in images.iter_image_paths(d)]
-        if not out:
-            raise InputError(
-                f"{src} has no images under person/ or no_person/; expected those two "
-                "subfolders, or give a CSV of path,label"
-            )
-        return sorted(out)
-    if not src.is_file():
-        raise InputError(f"{src} is neither a folder nor a CSV file")
-    try:
-        rows = list(csv.reader(src.read_text(encoding="utf-8").splitlines()))
-    except (OSError, UnicodeDecodeError, csv.Error) as exc:
-        raise InputError(f"cannot read {src} as a CSV of path,label: {exc}") from exc
-    rows = [r for r in rows if r and any(c.strip() for c in r)]
-    if not rows:
-        raise InputError(f"{src} is empty; expected rows of path,label")
-    head = [c.strip().lower() for c in rows[0]]
-    if "path" in head and "label" in head:
-        ip, il = head.index("path"), head.index("label")
-        rows, first = rows[1:], 2
-    else:
-        ip, il, first = 0, 1, 1
-    for n, row in enumerate(rows, start=first):
-        if len(row) <= max(ip, il):
-            raise InputError(f"{src}:{n}: expected path,label, got {row!r}")
-        found = _LABELS.get(row[il].strip().lower())
-        if found is None:
-            raise InputError(f"{src}:{n}: unknown label {row[il]!r}; use 1/0 or person/no_person")
-        p = Path(row[ip].strip())
-        out.append((p if p.is_absolute() else src.parent / p, found))
-    if not out:
-        raise InputError(f"{src} lists no images")
-    return out
 
 
 @dataclass(frozen=True)
@@ -207,7 +159,7 @@ def evaluate(
                     score = preprocess.person_score(raw, out.scale, out.zero_point)
                     r.raw.append([int(v) for v in raw])
                     r.scores.append(score)
-                    r.decisions.append(1 if score >= threshold else 0)
+                    r.decisions.append(int(preprocess.decide(raw, score, threshold)))
                     prog.step(1, e.label)
         except ArmvwwError as exc:
             log.info("eval: %s could not run: %s", e.label, exc)

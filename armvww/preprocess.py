@@ -182,3 +182,22 @@ def person_score(raw: np.ndarray, scale: float, zero_point: int) -> float:
     if d > 700.0:  # exp overflow guard; the probability is 0 to double precision
         return 0.0
     return 1.0 / (1.0 + math.exp(d))
+
+
+#: The default decision threshold: at this value the decision is the reference's argmax.
+DEFAULT_THRESHOLD = 0.5
+
+
+def decide(raw: np.ndarray, score: float, threshold: float = DEFAULT_THRESHOLD) -> bool:
+    """The person decision: ``score > threshold`` (strictly).
+
+    At the default threshold (0.5) it is decided on the raw int8 logits, exactly as Arm's
+    reference takes the argmax: person iff ``raw[1] > raw[0]``. A tie (equal logits,
+    P(person) = 0.5) is ``no person``, as ``argmax`` returns the first of equal values.
+    Any other threshold compares P(person) strictly: ``threshold=0`` calls everything with a
+    non-zero P(person) a person, ``threshold=1`` calls nothing a person.
+    """
+    if threshold == DEFAULT_THRESHOLD:
+        flat = np.asarray(raw).reshape(-1)
+        return int(flat[1]) > int(flat[0])
+    return score > threshold

@@ -33,6 +33,34 @@ def test_detect_json_on_the_samples(samples) -> None:
     assert by_name["man_in_red_jacket.png"]["label"] == "person"
     assert by_name["st_paul_s_cathedral.png"]["label"] == "no_person"
     assert all(r["backend"] == "LiteRT" and len(r["raw"]) == 2 for r in rows)
+    assert all(r["runtime"].startswith("ai-edge-litert") for r in rows)
+    truth = {name: 1 if r["truth"] == "person" else 0 for name, r in by_name.items()}
+    assert truth == {p.name: y for p, y in samples}  # the labels.csv beside the photos
+
+
+@pytest.mark.litert
+def test_detect_table_shows_truth_summary_and_short_paths(samples) -> None:
+    """The demo can be judged: truth column, a right/total line that matches the JSON."""
+    pytest.importorskip("ai_edge_litert.interpreter")
+    folder = samples[0][0].parent.parent
+    p = run("detect", "--backend", "LiteRT", str(folder))
+    assert p.returncode == 0, p.stderr
+    lines = p.stdout.splitlines()
+    assert lines[1].split() == ["image", "truth", "result", "P(person)", "runtime"]
+    rows = lines[2 : 2 + len(samples)]
+    assert all(not r.startswith(str(folder)) for r in rows)  # relative to the folder given
+    assert {r.split()[0] for r in rows} == {str(path.relative_to(folder)) for path, _ in samples}
+    j = run("detect", "--backend", "LiteRT", "--json", str(folder))
+    decided = [json.loads(line) for line in j.stdout.splitlines()]
+    right = sum(1 for d in decided if d["label"] == d["truth"])
+    assert lines[2 + len(samples)].startswith(f"{right} of {len(samples)} right")
+    assert sum(1 for r in rows if r.endswith("<- wrong")) == len(samples) - right
+    assert "raw" not in lines[1]
+
+
+def test_detect_help_says_json_lines() -> None:
+    p = run("detect", "--help")
+    assert "JSON Lines" in p.stdout and "labels.csv" in p.stdout
 
 
 @pytest.mark.litert

@@ -219,3 +219,14 @@ def test_selection_is_explained_on_the_result(samples) -> None:
     with armvww.Detector("vww2", backend="fastest") as d:
         r = d.detect(samples[0][0])
         assert r.selection.startswith(f"fastest: picked {d.backend}: median latency")
+
+
+def test_detector_calls_a_tie_no_person(vww2_path) -> None:
+    """A hand-made tie through the Detector's own decision: the reference's argmax."""
+    pytest.importorskip("ai_edge_litert.interpreter")
+    import numpy as np
+
+    with armvww.Detector(vww2_path, backend="LiteRT") as det:
+        tie = det.classify(np.array([34, 34], dtype=np.int8))
+        assert tie.score == 0.5 and not tie.person and tie.label == "no_person"
+        assert det.classify(np.array([34, 35], dtype=np.int8)).person

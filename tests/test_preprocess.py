@@ -210,3 +210,29 @@ def test_person_score_equals_the_two_class_softmax(a: int, b: int, scale: float,
     expect = 1.0 / (1.0 + np.exp(np.clip(z[0] - z[1], -700, 700)))
     assert preprocess.person_score(raw, scale, zp) == pytest.approx(expect, rel=1e-9, abs=1e-300)
     assert preprocess.softmax(z)[1] == pytest.approx(expect, rel=1e-9, abs=1e-300)
+
+
+def test_a_tie_is_no_person_like_the_reference_argmax() -> None:
+    """Equal logits give P(person) = 0.5 exactly; the reference's argmax picks index 0."""
+    scale, zp = 0.05457818, 34  # vww2's output quantisation
+    for v in (-128, 0, 34, 127):
+        tie = np.array([v, v], dtype=np.int8)
+        score = preprocess.person_score(tie, scale, zp)
+        assert score == 0.5
+        assert int(np.argmax(tie)) == 0
+        assert preprocess.decide(tie, score) is False
+        assert preprocess.decide(tie, score, preprocess.DEFAULT_THRESHOLD) is False
+    for raw in ([40, 41], [41, 40], [-128, 127], [127, -128]):
+        a = np.array(raw, dtype=np.int8)
+        s = preprocess.person_score(a, scale, zp)
+        assert preprocess.decide(a, s) == (int(np.argmax(a)) == 1)
+
+
+def test_other_thresholds_compare_the_score_strictly() -> None:
+    a = np.array([40, 41], dtype=np.int8)
+    s = preprocess.person_score(a, 0.05457818, 34)  # about 0.514
+    assert preprocess.decide(a, s, 0.5) and preprocess.decide(a, s, 0.51)
+    assert not preprocess.decide(a, s, 0.52)
+    assert not preprocess.decide(a, s, s)  # strictly greater
+    assert not preprocess.decide(a, 1.0, 1.0)  # threshold 1: nothing is a person
+    assert preprocess.decide(a, 1e-9, 0.0) and not preprocess.decide(a, 0.0, 0.0)
