@@ -28,7 +28,7 @@ from .errors import (
     UnsupportedModelError,
 )
 from .model import Model, TensorSpec, parse_model
-from .store import fetch, load_model
+from .model.store import fetch, load_model
 
 __version__ = "0.1.0"
 

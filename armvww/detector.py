@@ -26,7 +26,7 @@ from .errors import (
     InputError,
 )
 from .model import Model
-from .store import ModelSource, load_model
+from .model.store import ModelSource, load_model
 
 log = logging.getLogger(__name__)
 

@@ -33,10 +33,10 @@ from typing import Any
 import numpy as np
 
 from . import backends
-from .bench import cpu_model
+from .analysis.bench import cpu_model
 from .errors import ArmvwwError
 from .model import Model
-from .store import write_atomic
+from .model.store import write_atomic
 
 log = logging.getLogger(__name__)
 

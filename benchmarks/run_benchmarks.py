@@ -27,8 +27,9 @@ from PIL import Image, ImageDraw, ImageFilter
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
-from armvww import Detector, LiteRTOptions, backends, bench, fastest, images  # noqa: E402
-from armvww.store import load_model  # noqa: E402
+from armvww import Detector, LiteRTOptions, backends, fastest, images  # noqa: E402
+from armvww.analysis import bench  # noqa: E402
+from armvww.model.store import load_model  # noqa: E402
 
 SHARED = Path(os.environ.get("ARMVWW_SHARED", REPO.parent / "shared"))
 SAMPLES = SHARED / "data" / "vww_samples"

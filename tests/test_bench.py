@@ -16,12 +16,13 @@ from typing import Any, ClassVar
 import numpy as np
 import pytest
 
-from armvww import backends, bench, fastest
+from armvww import backends, fastest
+from armvww.analysis import bench
 from armvww.backends.base import Availability, Backend, BackendOptions, Session
 from armvww.cli import main
 from armvww.errors import BackendUnavailableError, OptionError
 from armvww.model import Model
-from armvww.store import load_model
+from armvww.model.store import load_model
 
 pytestmark = pytest.mark.litert
 

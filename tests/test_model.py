@@ -6,9 +6,8 @@ import struct
 
 import pytest
 
-from armvww import manifest
 from armvww.errors import ArmvwwError, ModelIntegrityError, UnsupportedModelError
-from armvww.model import parse_model
+from armvww.model import manifest, parse_model
 
 
 def test_vww2_facts(vww2_bytes: bytes) -> None:
@@ -108,7 +107,7 @@ def test_manifest_lookup() -> None:
 
 
 def test_generated_foreign_models_are_refused() -> None:
-    from armvww import tflite_build as tb
+    from armvww.model import tflite_build as tb
 
     for make, says in (
         (tb.dynamic_shape_model, "dynamic shape"),

@@ -7,8 +7,8 @@ from pathlib import Path
 
 import pytest
 
-from armvww import store
 from armvww.errors import FetchError, ModelIntegrityError, ModelNotFoundError
+from armvww.model import store
 
 
 def test_default_is_vww2_from_the_model_dir() -> None:

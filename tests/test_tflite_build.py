@@ -1,6 +1,7 @@
-"""Tests for armvww.tflite_build: the FlatBuffers writer, the generated models and the rewriter.
+"""Tests for armvww.model.tflite_build: the FlatBuffers writer, the generated models and the
+rewriter.
 
-Pure tests read the written bytes back with armvww.flatbuf (an independent reader) and
+Pure tests read the written bytes back with armvww.model.flatbuf (an independent reader) and
 armvww.model.parse_model. Tests marked ``litert`` run the models in LiteRT and compare
 against numpy references; tests that need the real ML-zoo models look for them in
 ``$ARMVWW_SHARED/models`` (default ``<repo>/../shared/models``).
@@ -19,10 +20,9 @@ from typing import Any
 import numpy as np
 import pytest
 
-from armvww import flatbuf
-from armvww import tflite_build as tb
 from armvww.errors import InputError, ModelIntegrityError, UnsupportedModelError
-from armvww.model import OP_CODES, TENSOR_TYPES, parse_model
+from armvww.model import OP_CODES, TENSOR_TYPES, flatbuf, parse_model
+from armvww.model import tflite_build as tb
 
 SHARED = Path(os.environ.get("ARMVWW_SHARED", Path(__file__).resolve().parents[2] / "shared"))
 MODELS = SHARED / "models"

@@ -6,7 +6,7 @@ Flow: ``ITfLiteParser`` -> ``Optimize`` with an ordered list of Arm NN backends 
 
 Availability is proven, not assumed. ``GetDeviceSpec()`` lists GpuAcc whenever its library
 is installed, even with no OpenCL driver, and loading a network on a broken driver aborts
-the process. So a child process (:mod:`armvww.backends._armnn_probe`) imports pyarmnn,
+the process. So a child process (:mod:`armvww.backends.probe`) imports pyarmnn,
 loads a tiny network of the project's own making on each backend and runs the PAD probe;
 its verdict is cached for the life of this process. A crash, abort or hang of the child is a
 reason, never a crash of the app.
@@ -231,7 +231,7 @@ def _run_probe(timeout: float | None) -> ProbeResult:
     pkg_parent = str(Path(__file__).resolve().parent.parent.parent)
     env = dict(os.environ)
     env["PYTHONPATH"] = os.pathsep.join(filter(None, [pkg_parent, env.get("PYTHONPATH")]))
-    cmd = [sys.executable, "-m", "armvww.backends._armnn_probe"]
+    cmd = [sys.executable, "-m", "armvww.backends.probe"]
     t0 = time.perf_counter()
     try:
         proc = subprocess.run(

@@ -20,10 +20,12 @@ import numpy as np
 import pytest
 
 import armvww
-from armvww import backends, parity, store
-from armvww import tflite_build as tb
+from armvww import backends
+from armvww.analysis import parity
 from armvww.backends import armnn
 from armvww.errors import DefectiveRuntimeError, OptionError
+from armvww.model import store
+from armvww.model import tflite_build as tb
 
 from ..conftest import report_line
 

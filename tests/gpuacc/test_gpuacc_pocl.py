@@ -17,8 +17,10 @@ from pathlib import Path
 import pytest
 
 import armvww
-from armvww import backends, parity, store
+from armvww import backends
+from armvww.analysis import parity
 from armvww.backends import armnn
+from armvww.model import store
 
 from ..conftest import report_line
 

@@ -1,7 +1,7 @@
 """Make a deliberately wrong variant of a real model: one operator's bias changed in place.
 
 Independent of armvww's parity code: the bias bytes are located with armvww's FlatBuffers
-reader (``armvww.flatbuf``) and patched; the graph, tensor list and every other byte stay
+reader (``armvww.model.flatbuf``) and patched; the graph, tensor list and every other byte stay
 as they were, so per-layer parity must point at exactly that operator.
 """
 
@@ -9,8 +9,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from armvww import flatbuf
-from armvww.model import TFLITE_IDENTIFIER, Model
+from armvww.model import TFLITE_IDENTIFIER, Model, flatbuf
 
 
 def bias_shift(model: Model, position: int, out_lsb: float) -> np.ndarray:

@@ -13,9 +13,10 @@ from pathlib import Path
 import pytest
 
 import armvww
-from armvww import backends, store
-from armvww.bench import BackendEntry
-from armvww.evaluate import evaluate, read_labelled
+from armvww import backends
+from armvww.analysis.bench import BackendEntry
+from armvww.analysis.evaluate import evaluate, read_labelled
+from armvww.model import store
 
 from ..conftest import REPO, SAMPLES, report_line
 

@@ -8,10 +8,10 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from armvww import parity, tflite_build
+from armvww.analysis import parity
+from armvww.analysis.evaluate import Confusion, read_labelled
 from armvww.errors import InputError
-from armvww.evaluate import Confusion, read_labelled
-from armvww.model import parse_model
+from armvww.model import parse_model, tflite_build
 
 
 def test_compare_against_hand_computed_figures() -> None:

@@ -18,10 +18,12 @@ import numpy as np
 import pytest
 
 import armvww
-from armvww import backends, parity, parity_cli, store, tflite_build
+from armvww import backends
+from armvww.analysis import parity
+from armvww.analysis.bench import BackendEntry
 from armvww.backends.litert import LiteRTOptions
-from armvww.bench import BackendEntry
-from armvww.model import parse_model
+from armvww.cli import parity as parity_cli
+from armvww.model import parse_model, store, tflite_build
 
 from ..conftest import REPO, report_line
 from .perturb import with_bias_shift

@@ -60,7 +60,7 @@ class Site:
 
 def model_sites(data: bytes) -> list[Site]:
     """Every structural field of a TFLite model that armvww or a runtime interprets."""
-    from armvww import flatbuf
+    from armvww.model import flatbuf
 
     sites: list[Site] = [Site(0, 4, "uoffset", "root"), Site(4, 4, "ident", "identifier")]
     rt = flatbuf.root(data, b"TFL3")

@@ -25,7 +25,8 @@ from typing import Any
 import pytest
 
 import armvww
-from armvww import backends, store
+from armvww import backends
+from armvww.model import store
 
 from . import fuzzlib
 
@@ -79,7 +80,7 @@ def test_model_file_deleted_or_replaced_mid_run(
 @pytest.fixture
 def full_dir(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[tuple[Path, str]]:
     """A folder with 64 KiB of space: a real tmpfs when we may mount one, else a folder whose
-    writes through ``armvww.store`` fail with ENOSPC after 64 KiB."""
+    writes through ``armvww.model.store`` fail with ENOSPC after 64 KiB."""
     mnt = tmp_path / "small"
     mnt.mkdir()
     mounted = False

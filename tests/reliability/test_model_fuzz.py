@@ -125,7 +125,9 @@ def test_structural_corpus_gives_the_expected_typed_error(
 
 
 def _foreign() -> list[tuple[str, Callable[[], bytes], type[errors.ArmvwwError]]]:
-    tb = pytest.importorskip("armvww.tflite_build", reason="armvww.tflite_build is not there yet")
+    tb = pytest.importorskip(
+        "armvww.model.tflite_build", reason="armvww.model.tflite_build is not there yet"
+    )
     ume = errors.UnsupportedModelError
     return [
         ("float", tb.float_model, ume),

@@ -24,9 +24,8 @@ import urllib.error
 import urllib.request
 from pathlib import Path
 
-from . import manifest
-from .errors import FetchError, ModelIntegrityError, ModelNotFoundError, UnsupportedModelError
-from .model import MAX_MODEL_BYTES, Model, parse_model
+from ..errors import FetchError, ModelIntegrityError, ModelNotFoundError, UnsupportedModelError
+from . import MAX_MODEL_BYTES, Model, manifest, parse_model
 
 log = logging.getLogger(__name__)
 

@@ -25,10 +25,11 @@ from typing import Any
 
 import numpy as np
 
-from . import backends, images, parity
-from .bench import BackendEntry, Progress
-from .errors import ArmvwwError, BackendUnavailableError, OptionError
-from .model import Model
+from .. import backends, images
+from ..analysis import parity
+from ..analysis.bench import BackendEntry, Progress
+from ..errors import ArmvwwError, BackendUnavailableError, OptionError
+from ..model import Model
 
 log = logging.getLogger(__name__)
 
@@ -104,7 +105,7 @@ def _run_outputs(
     model: Model, entry: BackendEntry, qs: Sequence[np.ndarray], prog: Progress
 ) -> tuple[np.ndarray, str]:
     """Raw outputs of ``entry`` on ``qs`` (n, 2), and a description of the runtime."""
-    from .detector import Detector
+    from ..detector import Detector
 
     with Detector(model, backend=entry.name, options=entry_options(entry)) as det:
         outs = []
@@ -303,8 +304,8 @@ def _layer_report_of(pl: dict[str, Any]) -> parity.LayerReport:
 
 def cmd_parity(args: argparse.Namespace) -> int:
     """Run ``armvww parity``; returns the exit code (see the module docs)."""
-    from .detector import Detector
-    from .store import load_model
+    from ..detector import Detector
+    from ..model.store import load_model
 
     model = load_model(args.model)
     candidate = load_model(args.candidate_model) if args.candidate_model else None
@@ -366,7 +367,7 @@ def cmd_parity(args: argparse.Namespace) -> int:
 
 def add_subcommand(subparsers: Any) -> None:
     """Add ``parity`` to the CLI's subparsers (sets ``func``)."""
-    from .cli import add_model_arg
+    from .common import add_model_arg
 
     p = subparsers.add_parser(
         "parity",

@@ -25,8 +25,8 @@ from typing import Any
 import numpy as np
 from PIL import Image
 
-from . import preprocess
-from .model import Model
+from .. import preprocess
+from ..model import Model
 
 
 @dataclass(frozen=True)
@@ -340,10 +340,10 @@ def capture_tensors(
     """
     import dataclasses
 
-    from . import tflite_build
-    from .backends.litert import LiteRTOptions
-    from .detector import open_session
-    from .errors import BackendError, UnsupportedModelError
+    from ..backends.litert import LiteRTOptions
+    from ..detector import open_session
+    from ..errors import BackendError, UnsupportedModelError
+    from ..model import tflite_build
 
     run_model = candidate_model or model
     idx = list(tensors) if tensors is not None else tflite_build.all_intermediate_tensors(model)
@@ -400,7 +400,7 @@ def capture_tensors(
 
 def _all_outputs(session: Any, q: np.ndarray, tensor_order: Sequence[int]) -> list[np.ndarray]:
     """Every output of a session on a multi-output network, in subgraph output order."""
-    from .errors import UnsupportedModelError
+    from ..errors import UnsupportedModelError
 
     run_all = getattr(session, "run_all", None)
     if run_all is not None:

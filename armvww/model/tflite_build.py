@@ -25,9 +25,8 @@ from typing import Final
 
 import numpy as np
 
-from . import flatbuf
-from .errors import InputError, ModelIntegrityError, UnsupportedModelError
-from .model import OP_CODES, TENSOR_TYPES, TFLITE_IDENTIFIER, Model
+from ..errors import InputError, ModelIntegrityError, UnsupportedModelError
+from . import OP_CODES, TENSOR_TYPES, TFLITE_IDENTIFIER, Model, flatbuf
 
 __all__ = [
     "OpDef",

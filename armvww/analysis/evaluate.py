@@ -24,11 +24,11 @@ from typing import Any
 
 import numpy as np
 
-from . import images, preprocess
+from .. import images, preprocess
+from ..errors import ArmvwwError, BackendUnavailableError, InputError
+from ..labels import read_labelled
+from ..model import Model
 from .bench import BackendEntry, Progress
-from .errors import ArmvwwError, BackendUnavailableError, InputError
-from .labels import read_labelled
-from .model import Model
 
 log = logging.getLogger(__name__)
 
@@ -123,7 +123,7 @@ def evaluate(
     Raises:
         InputError: a bad threshold or no images.
     """
-    from .detector import Detector
+    from ..detector import Detector
 
     if not 0.0 <= threshold <= 1.0:
         raise InputError(f"threshold must be in [0, 1], got {threshold}")
@@ -147,7 +147,7 @@ def evaluate(
         prog.step(1, f"preprocess {path.name}")
     labels = [y for _, y in kept]
     results: list[BackendResult] = []
-    from .parity_cli import entry_options
+    from ..cli.parity import entry_options
 
     for e in entries:
         r = BackendResult(e.label)
@@ -236,8 +236,8 @@ def to_text(report: dict[str, Any], per_image: bool) -> str:
 def cmd_eval(args: argparse.Namespace) -> int:
     """Run ``armvww eval``. Exit 0; 1 when some images could not be decoded; 16 when a
     backend could not run (or none was available)."""
-    from .parity_cli import expand_backends
-    from .store import load_model
+    from ..cli.parity import expand_backends
+    from ..model.store import load_model
 
     model = load_model(args.model)
     items = read_labelled(args.labelled)
@@ -259,7 +259,7 @@ def cmd_eval(args: argparse.Namespace) -> int:
 
 def add_subcommand(subparsers: Any) -> None:
     """Add ``eval`` to the CLI's subparsers (sets ``func``)."""
-    from .cli import add_model_arg
+    from ..cli.common import add_model_arg
 
     p = subparsers.add_parser(
         "eval",

@@ -1,4 +1,4 @@
-"""Child-process probe of the Arm NN backends (run as ``python -m armvww.backends._armnn_probe``).
+"""Child-process probe of the Arm NN backends (run as ``python -m armvww.backends.probe``).
 
 It prints one ``ARMVWW_PROBE <json>`` line per step and flushes after each, so the parent
 knows how far it got if a driver aborts or hangs the process:
@@ -50,8 +50,8 @@ def _load_and_run(ann: Any, rt: Any, data: bytes, backend: str, x: np.ndarray) -
 
 
 def main() -> int:
-    from armvww import tflite_build as tb
     from armvww.backends import armnn
+    from armvww.model import tflite_build as tb
 
     try:
         ann = armnn.import_pyarmnn()

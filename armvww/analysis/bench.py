@@ -59,8 +59,8 @@ from typing import Any, Literal, TextIO
 
 import numpy as np
 
-from . import backends
-from .errors import ArmvwwError, BackendUnavailableError, InputError, OptionError
+from .. import backends
+from ..errors import ArmvwwError, BackendUnavailableError, InputError, OptionError
 
 log = logging.getLogger(__name__)
 
@@ -317,7 +317,7 @@ def _dist_version(dist: str) -> str | None:
 
 def machine_info() -> dict[str, Any]:
     """Facts that make results comparable across boards: CPU, cores, OS, versions, load."""
-    from . import __version__
+    from .. import __version__
 
     load: list[float] | None
     try:
@@ -423,7 +423,7 @@ class _Runner:
 
 
 def _open_runner(entry: BackendEntry, cfg: BenchConfig, model: Any, q0: np.ndarray) -> _Runner:
-    from .detector import Detector
+    from ..detector import Detector
 
     r = _Runner(entry)
     t0 = time.perf_counter()
@@ -473,8 +473,8 @@ def _inputs(cfg: BenchConfig, det: Any, model: Any) -> list[np.ndarray]:
 def _worker_main(job: dict[str, Any], barrier: Any, results: Any) -> None:
     """One worker: own Detector, warm-up, barrier, timed loop; puts a result dict."""
     try:
-        from .detector import Detector
-        from .store import load_model
+        from ..detector import Detector
+        from ..model.store import load_model
 
         model = load_model(job["model_data"])
         opts = job["options"]
@@ -529,7 +529,7 @@ def run_workers(
     Raises:
         BackendError: a worker failed (its message is included).
     """
-    from .errors import BackendError
+    from ..errors import BackendError
 
     job = {
         "model_data": model.data,
@@ -590,7 +590,7 @@ def run_bench(cfg: BenchConfig, progress: Progress | None = None) -> dict[str, A
         OptionError: bad backend options.
         BackendError: a backend failed while running.
     """
-    from .store import load_model
+    from ..model.store import load_model
 
     meta = machine_info()
     t0 = time.perf_counter()
@@ -887,7 +887,7 @@ def _label(r: dict[str, Any]) -> str:
 
 # -- CLI ------------------------------------------------------------------------------------
 def _config_from_args(args: argparse.Namespace) -> BenchConfig:
-    from . import images
+    from .. import images
 
     entries: list[BackendEntry] = []
     for value in args.backend or ["all"]:
@@ -944,7 +944,7 @@ def cmd_bench(args: argparse.Namespace) -> int:
 
 def add_subcommand(subparsers: Any) -> None:
     """Add ``bench`` to the CLI's subparsers (sets ``func``)."""
-    from .cli import add_model_arg
+    from ..cli.common import add_model_arg
 
     p = subparsers.add_parser(
         "bench",

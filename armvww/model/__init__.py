@@ -14,8 +14,8 @@ import struct
 from collections import Counter
 from dataclasses import dataclass, field
 
+from ..errors import ModelIntegrityError, UnsupportedModelError
 from . import flatbuf, manifest
-from .errors import ModelIntegrityError, UnsupportedModelError
 
 #: The FlatBuffers file identifier of TFLite models.
 TFLITE_IDENTIFIER = b"TFL3"

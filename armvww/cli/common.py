@@ -1,0 +1,46 @@
+"""What every ``armvww`` subcommand module shares: exit codes, common arguments, JSON lines."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from collections.abc import Callable
+from typing import Any
+
+EXIT_OK = 0
+EXIT_ITEM_ERRORS = 1
+EXIT_USAGE = 2
+
+#: A subcommand handler: parsed arguments in, exit code out.
+Command = Callable[[argparse.Namespace], int]
+
+
+def _backend_arg(value: str) -> str | list[str]:
+    parts = [p.strip() for p in value.split(",") if p.strip()]
+    return parts[0] if len(parts) == 1 else parts
+
+
+def add_model_arg(p: argparse.ArgumentParser) -> None:
+    p.add_argument(
+        "--model",
+        "-m",
+        default=None,
+        help="model path or known name (vww2, vww3, vww4); default: $ARMVWW_MODEL or vww2",
+    )
+
+
+def add_backend_arg(p: argparse.ArgumentParser, default: str = "auto") -> None:
+    p.add_argument(
+        "--backend",
+        "-b",
+        type=_backend_arg,
+        default=default,
+        help="backend name, comma-separated preference list (GpuAcc,CpuAcc), or auto "
+        f"(default: {default})",
+    )
+
+
+def emit(obj: Any) -> None:
+    """One JSON object on one line of stdout."""
+    sys.stdout.write(json.dumps(obj, sort_keys=False) + "\n")
