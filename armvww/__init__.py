@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import logging
 
+from ._version import __version__
 from .backends import available_backends
 from .backends.base import Availability, BackendOptions
 from .backends.litert import LiteRTOptions
@@ -29,8 +30,6 @@ from .errors import (
 )
 from .model import Model, TensorSpec, parse_model
 from .model.store import fetch, load_model
-
-__version__ = "0.1.0"
 
 logging.getLogger(__name__).addHandler(logging.NullHandler())
 

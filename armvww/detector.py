@@ -9,29 +9,19 @@ import logging
 import math
 import os
 import threading
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
 
-from . import backends, images, preprocess
-from .backends.base import BackendOptions, Session
-from .errors import (
-    ArmvwwError,
-    BackendError,
-    BackendUnavailableError,
-    DefectiveRuntimeError,
-    ImageDecodeError,
-    InputError,
-)
+from . import images, preprocess
+from .errors import ArmvwwError, BackendError, ImageDecodeError, InputError
 from .model import Model
 from .model.store import ModelSource, load_model
+from .select import BackendSpec, OptionsSpec, Selection, open_backend
 
 log = logging.getLogger(__name__)
-
-BackendSpec = str | Sequence[str]
-OptionsSpec = BackendOptions | Sequence[BackendOptions] | None
 
 
 @dataclass(frozen=True)
@@ -98,75 +88,6 @@ class Detection:
         return d
 
 
-def _pick_options(options: OptionsSpec, cls: type[backends.Backend]) -> BackendOptions | None:
-    if options is None or cls.options_type is None:
-        return None
-    seq = [options] if isinstance(options, BackendOptions) else list(options)
-    for o in seq:
-        if isinstance(o, cls.options_type) and (not o.applies_to or cls.name in o.applies_to):
-            return o
-    return None
-
-
-def _candidates(spec: BackendSpec, model: Model) -> tuple[list[str], bool]:
-    """Backend names to try, and whether the order is automatic."""
-    if isinstance(spec, str):
-        key = spec.lower()
-        if key == "auto":
-            return [n for n in backends.AUTO_ORDER if n in backends.names()], True
-        if key == "fastest":
-            from .fastest import fastest_order
-
-            return fastest_order(model), True
-        return [spec], False
-    names = list(spec)
-    if not names or not all(isinstance(n, str) for n in names):
-        raise InputError(f"backend must be a name or a non-empty list of names, got {spec!r}")
-    return names, False
-
-
-def open_session(
-    model: Model, spec: BackendSpec = "auto", options: OptionsSpec = None
-) -> tuple[Session, tuple[str, ...]]:
-    """Open the first usable backend of ``spec`` for ``model``.
-
-    Returns the session and the reasons earlier candidates were skipped.
-
-    Raises:
-        BackendUnavailableError: no candidate could be used; the message gives each reason
-            and the list of backends available here.
-        OptionError: options that the chosen backend's runtime cannot honour.
-    """
-    names, automatic = _candidates(spec, model)
-    reasons: list[str] = []
-    errors: list[type[BackendUnavailableError]] = []
-    for i, name in enumerate(names):
-        cls = backends.get(name)
-        av = backends.availability(cls.name)
-        if not av.available:
-            reasons.append(f"{cls.name}: {av.reason}")
-            continue
-        try:
-            session = cls.open(model, _pick_options(options, cls), tuple(names[i + 1 :]))
-        except (BackendUnavailableError, BackendError) as exc:
-            reasons.append(f"{cls.name}: {exc}")
-            if isinstance(exc, DefectiveRuntimeError):
-                errors.append(DefectiveRuntimeError)
-            continue
-        if reasons:
-            level = logging.INFO if automatic else logging.WARNING
-            log.log(level, "using %s; skipped %s", cls.name, "; ".join(reasons))
-        return session, tuple(reasons)
-    usable = [a.name for a in backends.available_backends() if a.available]
-    # a single defective candidate keeps its own, more precise type
-    kind = errors[0] if len(names) == 1 and errors else BackendUnavailableError
-    raise kind(
-        f"no requested backend ({', '.join(names) or 'none'}) could be used: "
-        f"{'; '.join(reasons) or 'nothing to try'}. Available here: "
-        f"{', '.join(usable) or 'none'} (see `armvww backends`)"
-    )
-
-
 class Detector:
     """Person detector for one model on one backend.
 
@@ -175,7 +96,7 @@ class Detector:
             ``"vww4"``); ``None`` means ``ARMVWW_MODEL`` or ``vww2`` (see :mod:`armvww.store`).
         backend: a backend name (``"LiteRT"``, ``"CpuAcc"``, ``"GpuAcc"``, ``"CpuRef"``),
             ``"auto"`` (best available: GpuAcc, CpuAcc, LiteRT, CpuRef), ``"fastest"``
-            (measured once per model and machine and cached; see :mod:`armvww.fastest`),
+            (measured once per model and machine and cached; see :mod:`armvww.select`),
             or an ordered list of names: the first that loads wins, and the
             reasons for skipping the others are on every result (:attr:`Detection.fallback`).
         threshold: ``score > threshold`` means person. In [0, 1]. At the default (0.5) the
@@ -213,9 +134,13 @@ class Detector:
         self.max_pixels = max_pixels
         self.fast_decode = fast_decode
         self.model: Model = load_model(model)
-        self._session, self.fallback = open_session(self.model, backend, options)
-        #: How the backend was chosen; also on every Detection.
-        self.selection = _describe_selection(backend, self.model)
+        self._session, choice = open_backend(self.model, backend, options)
+        #: The record of how the backend was chosen (rule, order tried, reasons, measurements).
+        self.choice: Selection = choice
+        #: Why backends earlier in the requested order were not used; on every Detection.
+        self.fallback: tuple[str, ...] = choice.skipped
+        #: How the backend was chosen, in words (:meth:`Selection.explain`); on every Detection.
+        self.selection: str = choice.explain()
         self._lock = threading.Lock()
         self._closed = False
         spec = self.model.input
@@ -365,21 +290,6 @@ class Detector:
             f"Detector(model={self.model.name!r}, backend={self.backend!r}, "
             f"threshold={self.threshold})"
         )
-
-
-def _describe_selection(spec: BackendSpec, model: Model) -> str:
-    if isinstance(spec, str):
-        key = spec.lower()
-        if key == "auto":
-            order = ", ".join(n for n in backends.AUTO_ORDER if n in backends.names())
-            return f"auto: the first usable of {order}"
-        if key == "fastest":
-            from .fastest import last_choice
-
-            choice = last_choice(model)
-            return "fastest: " + (choice.explain() if choice else "not measured")
-        return "requested"
-    return "preference list: " + ", ".join(spec)
 
 
 def _describe_bad_tensor(q: object, shape: tuple[int, ...]) -> str:

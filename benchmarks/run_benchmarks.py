@@ -27,7 +27,7 @@ from PIL import Image, ImageDraw, ImageFilter
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
-from armvww import Detector, LiteRTOptions, backends, fastest, images  # noqa: E402
+from armvww import Detector, LiteRTOptions, backends, images, machine, select  # noqa: E402  # noqa: E402
 from armvww.analysis import bench  # noqa: E402
 from armvww.model.store import load_model  # noqa: E402
 
@@ -161,7 +161,7 @@ def target_naive(rep: Report, model_path: str, rounds: int, workers_e2e: float) 
         "| loop | images/s |",
         "|---|---|",
         *(f"| {k} | {v:.0f} |" for k, v in rate.items()),
-        f"| armvww, {bench.usable_cores()} process workers (bench, same photos) | "
+        f"| armvww, {machine.usable_cores()} process workers (bench, same photos) | "
         f"{workers_e2e:.0f} |",
     )
     best = max(rate["armvww Detector.detect, 1 worker"], workers_e2e)
@@ -317,7 +317,7 @@ def main() -> int:
         duration_s=dur,
         rounds=5,
         warmup=20,
-        workers=bench.usable_cores(),
+        workers=machine.usable_cores(),
     )
     print("running the bench table ...", flush=True)
     table = bench.run_bench(cfg, bench.Progress(1, sys.stderr.isatty()))
@@ -339,7 +339,7 @@ def main() -> int:
         "vww2",
         iterations=2000 if not quick else 500,
         warmup=20,
-        workers=bench.usable_cores(),
+        workers=machine.usable_cores(),
         worker_kind="thread",
     )
     m = load_model("vww2")
@@ -369,7 +369,7 @@ def main() -> int:
         tuple(small),
         duration_s=dur,
         rounds=rounds,
-        workers=bench.usable_cores(),
+        workers=machine.usable_cores(),
     )
     r96 = bench.run_bench(cfg96)["results"][0]
     e2e1 = r96["modes"]["e2e"]["throughput_per_s"] / r96["modes"]["infer"]["throughput_per_s"]
@@ -398,7 +398,7 @@ def main() -> int:
     with tempfile.TemporaryDirectory() as tmp:
         os.environ["XDG_CACHE_HOME"] = tmp
         with Detector("vww2", backend="fastest") as det:
-            choice = fastest.last_choice(det.model)
+            choice = select.last_choice(det.model)
             rep.add(
                 "", '### backend="fastest"', f"{det.backend}: {choice.explain() if choice else '?'}"
             )

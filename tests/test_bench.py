@@ -16,7 +16,7 @@ from typing import Any, ClassVar
 import numpy as np
 import pytest
 
-from armvww import backends, fastest
+from armvww import backends, select
 from armvww.analysis import bench
 from armvww.backends.base import Availability, Backend, BackendOptions, Session
 from armvww.cli import main
@@ -207,34 +207,34 @@ def test_fastest_measures_picks_caches_and_reuses(with_fake: None, vww2_path: Pa
     from armvww import Detector
 
     model = load_model("vww2")
-    choice = fastest.fastest_choice(model)
+    choice = select.fastest_choice(model)
     assert choice.order == ("LiteRT", "FakeSlow")
     assert choice.median_us["LiteRT"] < choice.median_us["FakeSlow"]
     assert not choice.cached and "picked LiteRT" in choice.explain()
     path = Path(choice.path)
-    assert path.parent == fastest.cache_dir() and path.name.startswith(model.sha1)
+    assert path.parent == select.cache_dir() and path.name.startswith(model.sha1)
     doc = json.loads(path.read_text())
     assert doc["order"] == ["LiteRT", "FakeSlow"] and doc["model_sha1"] == model.sha1
     opened = FakeSlowBackend.opened
 
     with Detector(model, backend="fastest") as det:  # served from the cache file
         assert det.backend == "LiteRT"
-    again = fastest.last_choice(model)
+    again = select.last_choice(model)
     assert again is not None and again.cached and again.order == choice.order
     assert FakeSlowBackend.opened == opened  # nothing was measured again
 
     # a cache written for other medians is believed as written: the file decides
     doc["order"], doc["median_us"] = ["FakeSlow", "LiteRT"], {"FakeSlow": 1.0, "LiteRT": 2.0}
     path.write_text(json.dumps(doc))
-    assert fastest.fastest_order(model) == ["FakeSlow", "LiteRT"]
+    assert select.fastest_order(model) == ["FakeSlow", "LiteRT"]
     # refresh measures again and rewrites the file
-    fresh = fastest.fastest_choice(model, refresh=True)
+    fresh = select.fastest_choice(model, refresh=True)
     assert fresh.order == ("LiteRT", "FakeSlow") and not fresh.cached
     assert json.loads(path.read_text())["order"] == ["LiteRT", "FakeSlow"]
 
 
 def test_fastest_cache_is_per_backend_set(with_fake: None, vww2_path: Path) -> None:
     model = load_model("vww2")
-    with_fake_path = fastest.cache_path(model)
-    only_litert = fastest.cache_path(model, {"LiteRT": backends.availability("LiteRT").runtime})
+    with_fake_path = select.cache_path(model)
+    only_litert = select.cache_path(model, {"LiteRT": backends.availability("LiteRT").runtime})
     assert with_fake_path != only_litert

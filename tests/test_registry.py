@@ -12,9 +12,9 @@ import pytest
 
 from armvww import backends
 from armvww.backends.base import Availability, Backend, BackendOptions, Session
-from armvww.detector import open_session
 from armvww.errors import BackendError, BackendUnavailableError
 from armvww.model import Model, parse_model
+from armvww.select import open_session
 
 
 class FakeSession(Session):

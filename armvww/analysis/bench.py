@@ -55,11 +55,13 @@ import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
+from importlib.metadata import PackageNotFoundError, version
 from typing import Any, Literal, TextIO
 
 import numpy as np
 
-from .. import backends
+from .. import backends, machine
+from .._version import __version__
 from ..errors import ArmvwwError, BackendUnavailableError, InputError, OptionError
 
 log = logging.getLogger(__name__)
@@ -284,58 +286,28 @@ def build_options(entry: BackendEntry, cfg: BenchConfig) -> backends.BackendOpti
         raise OptionError(f"bad options for {entry.label}: {exc}") from exc
 
 
-# -- machine facts --------------------------------------------------------------------------
-def cpu_model() -> str:
-    """The CPU model name from /proc/cpuinfo (or platform.processor())."""
-    try:
-        with open("/proc/cpuinfo", encoding="utf-8") as f:
-            for line in f:
-                key, _, value = line.partition(":")
-                if key.strip() in ("model name", "Hardware", "Model"):
-                    return value.strip()
-    except OSError:
-        pass
-    return platform.processor() or "?"
-
-
-def usable_cores() -> int:
-    """CPU cores this process may run on."""
-    try:
-        return len(os.sched_getaffinity(0))
-    except AttributeError:  # not Linux
-        return os.cpu_count() or 1
-
-
+# -- the run's record --------------------------------------------------------------------------
 def _dist_version(dist: str) -> str | None:
     try:
-        from importlib.metadata import version
-
         return version(dist)
-    except Exception:
+    except PackageNotFoundError:
         return None
 
 
 def machine_info() -> dict[str, Any]:
     """Facts that make results comparable across boards: CPU, cores, OS, versions, load."""
-    from .. import __version__
-
-    load: list[float] | None
-    try:
-        load = [round(v, 2) for v in os.getloadavg()]
-    except OSError:
-        load = None
     return {
         "date_utc": datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ"),
         "machine": platform.machine(),
-        "cpu": cpu_model(),
-        "cores_usable": usable_cores(),
+        "cpu": machine.cpu_model(),
+        "cores_usable": machine.usable_cores(),
         "cores_total": os.cpu_count(),
         "platform": platform.platform(),
         "python": platform.python_version(),
         "armvww": __version__,
         "numpy": np.__version__,
         "pillow": _dist_version("pillow"),
-        "loadavg_start": load,
+        "loadavg_start": machine.loadavg(),
     }
 
 
@@ -681,7 +653,7 @@ def run_bench(cfg: BenchConfig, progress: Progress | None = None) -> dict[str, A
     for r in live:
         r.det.close()
     add_ratios(results)
-    meta["loadavg_end"] = _loadavg()
+    meta["loadavg_end"] = machine.loadavg()
     prog.close()
     return {
         "schema": SCHEMA,
@@ -723,13 +695,6 @@ def _scaling(
         "all_multi_per_s": [d["throughput_per_s"] for d in many],
         "scaling": round(bestn["throughput_per_s"] / best1["throughput_per_s"], 3),
     }
-
-
-def _loadavg() -> list[float] | None:
-    try:
-        return [round(v, 2) for v in os.getloadavg()]
-    except OSError:
-        return None
 
 
 def _jsonable(d: dict[str, Any]) -> dict[str, Any]:
@@ -907,7 +872,7 @@ def _config_from_args(args: argparse.Namespace) -> BenchConfig:
     )
     workers = args.workers if args.workers is not None else 0
     if args.workers == -1:
-        workers = usable_cores()
+        workers = machine.usable_cores()
     return BenchConfig(
         model=args.model,
         entries=tuple(entries),

@@ -341,9 +341,9 @@ def capture_tensors(
     import dataclasses
 
     from ..backends.litert import LiteRTOptions
-    from ..detector import open_session
     from ..errors import BackendError, UnsupportedModelError
     from ..model import tflite_build
+    from ..select import open_session
 
     run_model = candidate_model or model
     idx = list(tensors) if tensors is not None else tflite_build.all_intermediate_tensors(model)

@@ -1,5 +1,9 @@
-"""``backend="fastest"``: measure the available backends briefly, once, and pick the fastest.
+"""Backend selection: ``auto``, a preference list, one name, or ``fastest`` -> an open
+session and one :class:`Selection` record (what was asked, the order tried, why earlier
+candidates were skipped, and the measurements behind ``fastest``). The Detector stores that
+record; nothing re-derives it.
 
+``backend="fastest"``: measure the available backends briefly, once, and pick the fastest.
 At first use for a model on a machine, every available backend opens the model and runs
 :data:`ROUNDS` interleaved rounds of short timed bursts of inference on a fixed int8 tensor
 (after a warm-up); the median latency per backend orders them. The result is cached as JSON
@@ -9,8 +13,9 @@ count, architecture) and the set of available backends with their runtime versio
 unchanged. Delete the file, or call :func:`fastest_choice` with ``refresh=True``, to measure
 again.
 
-The explanation (medians, skipped backends, cached or measured) is logged at INFO and kept:
-:func:`last_choice` returns it for a model, and :meth:`FastestChoice.explain` words it.
+The explanation (medians, skipped backends, cached or measured) is logged at INFO and kept
+in the :class:`Selection`; :func:`last_choice` returns the last one made for a model, and
+:meth:`FastestChoice.explain` words it.
 
 The measure is steady-state latency only: cold start (e.g. GpuAcc's kernel compilation,
 which can take minutes under emulation) is paid once by the measurement and not counted.
@@ -22,19 +27,25 @@ import hashlib
 import json
 import logging
 import os
-import platform
 import statistics
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import numpy as np
 
-from . import backends
-from .analysis.bench import cpu_model
-from .errors import ArmvwwError
+from . import backends, machine
+from .backends.base import BackendOptions, Session
+from .errors import (
+    ArmvwwError,
+    BackendError,
+    BackendUnavailableError,
+    DefectiveRuntimeError,
+    InputError,
+)
 from .model import Model
 from .model.store import write_atomic
 
@@ -98,11 +109,7 @@ def cache_dir() -> Path:
 
 def machine_key() -> dict[str, Any]:
     """What identifies "this machine" for the cache: architecture, CPU model, cores."""
-    try:
-        cores = len(os.sched_getaffinity(0))
-    except AttributeError:
-        cores = os.cpu_count() or 1
-    return {"machine": platform.machine(), "cpu": cpu_model(), "cores": cores}
+    return machine.identity()
 
 
 def _available() -> dict[str, str]:
@@ -216,9 +223,135 @@ def fastest_order(model: Model) -> list[str]:
     choice = fastest_choice(model)
     if choice.order:
         return list(choice.order)
-    return [n for n in backends.AUTO_ORDER if n in backends.names()]
+    return auto_order()
 
 
 def last_choice(model: Model) -> FastestChoice | None:
     """The last :class:`FastestChoice` made for ``model`` in this process, if any."""
     return _LAST.get(model.sha1)
+
+
+# -- selection ------------------------------------------------------------------------------
+BackendSpec = str | Sequence[str]
+OptionsSpec = BackendOptions | Sequence[BackendOptions] | None
+Rule = Literal["requested", "list", "auto", "fastest"]
+
+
+@dataclass(frozen=True)
+class Selection:
+    """How a backend was chosen: made once by :func:`open_backend`, stored by the Detector.
+
+    Attributes:
+        rule: ``"requested"`` (one name), ``"list"`` (a preference list), ``"auto"`` or
+            ``"fastest"``.
+        order: the candidates, in the order they were tried.
+        backend: the backend that opened.
+        skipped: why each candidate before it was not used (``"Name: reason"``).
+        fastest: the measurements behind rule ``"fastest"`` (None for the other rules).
+    """
+
+    rule: Rule
+    order: tuple[str, ...]
+    backend: str
+    skipped: tuple[str, ...] = ()
+    fastest: FastestChoice | None = None
+
+    def explain(self) -> str:
+        """One line: the rule and its grounds (the order, or the measured medians)."""
+        if self.rule == "auto":
+            return f"auto: the first usable of {', '.join(self.order)}"
+        if self.rule == "fastest":
+            return "fastest: " + (self.fastest.explain() if self.fastest else "not measured")
+        if self.rule == "list":
+            return "preference list: " + ", ".join(self.order)
+        return "requested"
+
+
+def auto_order() -> list[str]:
+    """The registered backends in ``auto`` preference order."""
+    return [n for n in backends.AUTO_ORDER if n in backends.names()]
+
+
+def _candidates(spec: BackendSpec, model: Model) -> tuple[list[str], Rule, FastestChoice | None]:
+    """Backend names to try, the rule that ordered them, and fastest's measurements."""
+    if isinstance(spec, str):
+        key = spec.lower()
+        if key == "auto":
+            return auto_order(), "auto", None
+        if key == "fastest":
+            names = fastest_order(model)
+            return names, "fastest", last_choice(model)
+        return [spec], "requested", None
+    names = list(spec)
+    if not names or not all(isinstance(n, str) for n in names):
+        raise InputError(f"backend must be a name or a non-empty list of names, got {spec!r}")
+    return names, "list", None
+
+
+def _pick_options(options: OptionsSpec, cls: type[backends.Backend]) -> BackendOptions | None:
+    if options is None or cls.options_type is None:
+        return None
+    seq = [options] if isinstance(options, BackendOptions) else list(options)
+    for o in seq:
+        if isinstance(o, cls.options_type) and (not o.applies_to or cls.name in o.applies_to):
+            return o
+    return None
+
+
+def open_backend(
+    model: Model, spec: BackendSpec = "auto", options: OptionsSpec = None
+) -> tuple[Session, Selection]:
+    """Open the first usable backend of ``spec`` for ``model``.
+
+    ``spec`` is a backend name, ``"auto"``, ``"fastest"`` or an ordered list of names.
+    Returns the session and the :class:`Selection` record of how it was chosen.
+
+    Raises:
+        BackendUnavailableError: no candidate could be used; the message gives each reason
+            and the list of backends available here.
+        DefectiveRuntimeError: the only candidate's runtime is defective.
+        OptionError: options that the chosen backend's runtime cannot honour.
+        InputError: ``spec`` is neither a name nor a non-empty list of names.
+    """
+    names, rule, measured = _candidates(spec, model)
+    automatic = rule in ("auto", "fastest")
+    reasons: list[str] = []
+    errors: list[type[BackendUnavailableError]] = []
+    for i, name in enumerate(names):
+        cls = backends.get(name)
+        av = backends.availability(cls.name)
+        if not av.available:
+            reasons.append(f"{cls.name}: {av.reason}")
+            continue
+        try:
+            session = cls.open(model, _pick_options(options, cls), tuple(names[i + 1 :]))
+        except (BackendUnavailableError, BackendError) as exc:
+            reasons.append(f"{cls.name}: {exc}")
+            if isinstance(exc, DefectiveRuntimeError):
+                errors.append(DefectiveRuntimeError)
+            continue
+        if reasons:
+            level = logging.INFO if automatic else logging.WARNING
+            log.log(level, "using %s; skipped %s", cls.name, "; ".join(reasons))
+        return session, Selection(rule, tuple(names), session.backend, tuple(reasons), measured)
+    usable = [a.name for a in backends.available_backends() if a.available]
+    # a single defective candidate keeps its own, more precise type
+    kind = errors[0] if len(names) == 1 and errors else BackendUnavailableError
+    raise kind(
+        f"no requested backend ({', '.join(names) or 'none'}) could be used: "
+        f"{'; '.join(reasons) or 'nothing to try'}. Available here: "
+        f"{', '.join(usable) or 'none'} (see `armvww backends`)"
+    )
+
+
+def open_session(
+    model: Model, spec: BackendSpec = "auto", options: OptionsSpec = None
+) -> tuple[Session, tuple[str, ...]]:
+    """:func:`open_backend`, for callers that need only the session and the skip reasons.
+
+    Raises:
+        BackendUnavailableError, DefectiveRuntimeError, OptionError, InputError: as
+            :func:`open_backend`.
+    """
+    session, selection = open_backend(model, spec, options)
+    return session, selection.skipped
