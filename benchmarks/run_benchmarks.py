@@ -23,11 +23,12 @@ from typing import Any
 
 import numpy as np
 from PIL import Image, ImageDraw, ImageFilter
+from tqdm import tqdm
 
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
-from armvww import Detector, LiteRTOptions, backends, images, machine, select  # noqa: E402  # noqa: E402
+from armvww import Detector, LiteRTOptions, backends, images, machine, select  # noqa: E402
 from armvww.analysis import bench  # noqa: E402
 from armvww.model.store import load_model  # noqa: E402
 
@@ -320,7 +321,8 @@ def main() -> int:
         workers=machine.usable_cores(),
     )
     print("running the bench table ...", flush=True)
-    table = bench.run_bench(cfg, bench.Progress(1, sys.stderr.isatty()))
+    with tqdm(disable=None, file=sys.stderr, leave=False) as bar:  # None: on a terminal only
+        table = bench.run_bench(cfg, bar)
     first = next(r for r in table["results"] if r.get("ran"))
 
     target_overhead(rep, model_path, rounds * 2)

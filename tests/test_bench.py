@@ -17,7 +17,7 @@ import numpy as np
 import pytest
 
 from armvww import backends, select
-from armvww.analysis import bench
+from armvww.analysis import bench, bench_report
 from armvww.backends.base import Availability, Backend, BackendOptions, Session
 from armvww.cli import main
 from armvww.errors import BackendUnavailableError, OptionError
@@ -114,7 +114,7 @@ def test_csv_parses_with_one_row_per_backend_and_mode(
         ("LiteRT", "infer"),
         ("LiteRT:threads=1", "infer"),
     ]
-    assert list(rows[0]) == list(bench.CSV_FIELDS)
+    assert list(rows[0]) == list(bench_report.CSV_FIELDS)
     for r in rows:
         assert int(r["n"]) == 10 and r["model"] == "vww2"
         assert float(r["min_us"]) <= float(r["p50_us"]) <= float(r["max_us"])

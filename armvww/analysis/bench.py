@@ -1,4 +1,4 @@
-"""``armvww bench``: the benchmark engine, and the subcommand that drives it.
+"""The benchmark engine behind ``armvww bench`` (writers: :mod:`.bench_report`).
 
 What one run measures, per backend (looked up through :mod:`armvww.backends`, so every
 registered backend can be benchmarked by name):
@@ -38,10 +38,7 @@ the result and the table labels such rows ``(emulated)``.
 
 from __future__ import annotations
 
-import argparse
-import csv
 import dataclasses
-import io
 import json
 import logging
 import math
@@ -49,20 +46,23 @@ import multiprocessing as mp
 import os
 import platform
 import queue
-import sys
 import threading
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from importlib.metadata import PackageNotFoundError, version
-from typing import Any, Literal, TextIO
+from typing import Any, Literal
 
 import numpy as np
+from tqdm import tqdm
 
 from .. import backends, machine
 from .._version import __version__
-from ..errors import ArmvwwError, BackendUnavailableError, InputError, OptionError
+from ..detector import Detector
+from ..errors import ArmvwwError, BackendError, InputError
+from ..model.store import load_model
+from .common import BackendEntry, advance, entry_options, progress_or_silent
 
 log = logging.getLogger(__name__)
 
@@ -89,17 +89,16 @@ WorkerKind = Literal["process", "thread"]
 
 # -- statistics -----------------------------------------------------------------------------
 def percentile(sorted_values: Sequence[float], p: float) -> float:
-    """Nearest-rank percentile of already sorted values (always one of the values).
+    """Nearest-rank percentile (numpy's ``inverted_cdf``): always one of the values.
 
     Raises:
         ValueError: no values, or ``p`` outside [0, 100].
     """
-    if not sorted_values:
+    if not len(sorted_values):
         raise ValueError("percentile of no values")
     if not 0.0 <= p <= 100.0:
         raise ValueError(f"percentile must be in [0, 100], got {p}")
-    rank = max(1, math.ceil(p / 100.0 * len(sorted_values)))
-    return float(sorted_values[rank - 1])
+    return float(np.percentile(sorted_values, p, method="inverted_cdf"))
 
 
 @dataclass(frozen=True)
@@ -122,19 +121,19 @@ class Stats:
         Raises:
             ValueError: no samples.
         """
-        if not samples_ns:
+        if not len(samples_ns):
             raise ValueError("no samples to summarise")
-        us = sorted(v / 1000.0 for v in samples_ns)
-        n = len(us)
+        us = np.asarray(samples_ns, dtype=np.float64) / 1000.0
+        p50, p90, p99 = np.percentile(us, (50, 90, 99), method="inverted_cdf")
         return cls(
-            n=n,
-            min_us=us[0],
-            p50_us=percentile(us, 50),
-            p90_us=percentile(us, 90),
-            p99_us=percentile(us, 99),
-            max_us=us[-1],
-            mean_us=sum(us) / n,
-            throughput_per_s=n / wall_s if wall_s > 0 else math.inf,
+            n=len(us),
+            min_us=float(us.min()),
+            p50_us=float(p50),
+            p90_us=float(p90),
+            p99_us=float(p99),
+            max_us=float(us.max()),
+            mean_us=float(us.mean()),
+            throughput_per_s=len(us) / wall_s if wall_s > 0 else math.inf,
         )
 
     def as_dict(self) -> dict[str, Any]:
@@ -143,57 +142,6 @@ class Stats:
 
 
 # -- configuration --------------------------------------------------------------------------
-@dataclass(frozen=True)
-class BackendEntry:
-    """One benchmarked configuration: a backend name and option overrides.
-
-    Written ``Name`` or ``Name:key=value:key=value`` (e.g. ``LiteRT:xnnpack=false``); the
-    keys are fields of the backend's options dataclass.
-    """
-
-    name: str
-    overrides: tuple[tuple[str, Any], ...] = ()
-
-    @classmethod
-    def parse(cls, text: str) -> BackendEntry:
-        """Parse ``Name[:key=value...]``.
-
-        Raises:
-            InputError: an empty name or an override without ``=``.
-        """
-        name, *parts = [s.strip() for s in text.split(":")]
-        if not name:
-            raise InputError(f"bad backend entry {text!r}: expected Name[:key=value...]")
-        kv: list[tuple[str, Any]] = []
-        for part in parts:
-            key, eq, value = part.partition("=")
-            if not eq or not key:
-                raise InputError(f"bad option {part!r} in {text!r}: expected key=value")
-            kv.append((key.strip(), _coerce(value.strip())))
-        return cls(backends.canonical(name), tuple(kv))
-
-    @property
-    def label(self) -> str:
-        """How the entry is shown: ``LiteRT`` or ``LiteRT:xnnpack=False``."""
-        return ":".join([self.name, *(f"{k}={v}" for k, v in self.overrides)])
-
-
-def _coerce(value: str) -> Any:
-    low = value.lower()
-    if low in ("true", "yes", "on"):
-        return True
-    if low in ("false", "no", "off"):
-        return False
-    if low == "none":
-        return None
-    for conv in (int, float):
-        try:
-            return conv(value)
-        except ValueError:
-            pass
-    return value
-
-
 @dataclass(frozen=True)
 class BenchConfig:
     """Everything a bench run needs; recorded verbatim in the output.
@@ -262,28 +210,7 @@ def build_options(entry: BackendEntry, cfg: BenchConfig) -> backends.BackendOpti
         OptionError: an override names a field the backend's options do not have, or a
             value the options reject.
     """
-    cls = backends.get(entry.name)
-    otype = cls.options_type
-    if otype is None:
-        if entry.overrides:
-            raise OptionError(f"backend {entry.name} takes no options; got {entry.label}")
-        return None
-    names = {f.name for f in dataclasses.fields(otype)}
-    kw: dict[str, Any] = {}
-    if cfg.threads is not None and "threads" in names:
-        kw["threads"] = cfg.threads
-    if cfg.gpu_tuning is not None and "tuning_level" in names:
-        kw["tuning_level"] = cfg.gpu_tuning
-    for key, value in entry.overrides:
-        if key not in names:
-            raise OptionError(
-                f"{otype.__name__} has no option {key!r}; it has {', '.join(sorted(names))}"
-            )
-        kw[key] = value
-    try:
-        return otype(**kw)
-    except TypeError as exc:
-        raise OptionError(f"bad options for {entry.label}: {exc}") from exc
+    return entry_options(entry, {"threads": cfg.threads, "tuning_level": cfg.gpu_tuning})
 
 
 # -- the run's record --------------------------------------------------------------------------
@@ -309,40 +236,6 @@ def machine_info() -> dict[str, Any]:
         "pillow": _dist_version("pillow"),
         "loadavg_start": machine.loadavg(),
     }
-
-
-# -- progress -------------------------------------------------------------------------------
-class Progress:
-    """A dependency-free progress bar on a text stream (stderr), redrawn at most 10x/s."""
-
-    def __init__(self, total: int, enabled: bool, stream: TextIO | None = None) -> None:
-        self.total = max(total, 1)
-        self.done = 0
-        self.enabled = enabled
-        self.stream = stream or sys.stderr
-        self._last = 0.0
-        self.label = ""
-
-    def step(self, n: int = 1, label: str | None = None) -> None:
-        """Advance by ``n`` units; ``label`` names the current work."""
-        self.done = min(self.total, self.done + n)
-        if label is not None:
-            self.label = label
-        now = time.monotonic()
-        if self.enabled and (now - self._last >= 0.1 or self.done >= self.total):
-            self._last = now
-            width = 30
-            filled = int(width * self.done / self.total)
-            bar = "#" * filled + "-" * (width - filled)
-            pct = 100 * self.done // self.total
-            self.stream.write(f"\r[{bar}] {pct:3d}% {self.label[:40]:<40}")
-            self.stream.flush()
-
-    def close(self) -> None:
-        """Finish the line."""
-        if self.enabled:
-            self.stream.write("\r" + " " * 80 + "\r")
-            self.stream.flush()
 
 
 # -- timing loops ---------------------------------------------------------------------------
@@ -395,8 +288,6 @@ class _Runner:
 
 
 def _open_runner(entry: BackendEntry, cfg: BenchConfig, model: Any, q0: np.ndarray) -> _Runner:
-    from ..detector import Detector
-
     r = _Runner(entry)
     t0 = time.perf_counter()
     av = backends.availability(entry.name)
@@ -445,9 +336,6 @@ def _inputs(cfg: BenchConfig, det: Any, model: Any) -> list[np.ndarray]:
 def _worker_main(job: dict[str, Any], barrier: Any, results: Any) -> None:
     """One worker: own Detector, warm-up, barrier, timed loop; puts a result dict."""
     try:
-        from ..detector import Detector
-        from ..model.store import load_model
-
         model = load_model(job["model_data"])
         opts = job["options"]
         det = Detector(
@@ -501,8 +389,6 @@ def run_workers(
     Raises:
         BackendError: a worker failed (its message is included).
     """
-    from ..errors import BackendError
-
     job = {
         "model_data": model.data,
         "backend": entry.name,
@@ -550,7 +436,7 @@ def run_workers(
 
 
 # -- the engine -----------------------------------------------------------------------------
-def run_bench(cfg: BenchConfig, progress: Progress | None = None) -> dict[str, Any]:
+def run_bench(cfg: BenchConfig, progress: tqdm[Any] | None = None) -> dict[str, Any]:
     """Run the benchmark described by ``cfg``; return the report (see :func:`to_json`).
 
     Backends that cannot be used are reported with the reason and skipped; ratios are
@@ -562,18 +448,16 @@ def run_bench(cfg: BenchConfig, progress: Progress | None = None) -> dict[str, A
         OptionError: bad backend options.
         BackendError: a backend failed while running.
     """
-    from ..model.store import load_model
-
     meta = machine_info()
     t0 = time.perf_counter()
     model = load_model(cfg.model)
     model_read_s = time.perf_counter() - t0
-    prog = progress or Progress(1, False)
 
     runners: list[_Runner] = []
     q0 = np.zeros(model.input.shape, np.int8)
     for entry in cfg.entries:
-        prog.step(0, f"opening {entry.label}")
+        if progress is not None:
+            progress.set_description_str(f"opening {entry.label}")
         r = _open_runner(entry, cfg, model, q0)
         if r.error:
             log.warning("bench: skipping %s: %s", entry.label, r.error)
@@ -585,8 +469,8 @@ def run_bench(cfg: BenchConfig, progress: Progress | None = None) -> dict[str, A
 
     # budget: one unit per timed iteration (or per 10 ms in duration mode), per mode
     per_mode = cfg.iterations if cfg.duration_s is None else max(1, int(cfg.duration_s * 100))
-    prog.total = max(
-        1,
+    prog = progress_or_silent(
+        progress,
         per_mode * len(live) * len(cfg.modes)
         + (4 if cfg.workers else 0) * len(live) * len(cfg.modes),
     )
@@ -617,7 +501,7 @@ def run_bench(cfg: BenchConfig, progress: Progress | None = None) -> dict[str, A
                     step = int(cfg.duration_s / cfg.rounds * 100)
                 r.next_k[mode] += done
                 r.wall_ns[mode] += wall
-                prog.step(step, f"{mode} {r.entry.label} round {rnd + 1}/{cfg.rounds}")
+                advance(prog, step, f"{mode} {r.entry.label} round {rnd + 1}/{cfg.rounds}")
 
     results: list[dict[str, Any]] = []
     for r in runners:
@@ -646,7 +530,7 @@ def run_bench(cfg: BenchConfig, progress: Progress | None = None) -> dict[str, A
             for r, res in zip(runners, results, strict=True):
                 if r.det is None:
                     continue
-                prog.step(0, f"workers {mode} {r.entry.label}")
+                advance(prog, 0, f"workers {mode} {r.entry.label}")
                 res.setdefault("workers", {})[mode] = _scaling(
                     cfg, r.entry, mode, model, tensors, prog
                 )
@@ -675,16 +559,16 @@ def _scaling(
     mode: str,
     model: Any,
     tensors: Sequence[np.ndarray],
-    prog: Progress,
+    prog: tqdm[Any],
 ) -> dict[str, Any]:
     """1-worker and N-worker runs, alternated twice; the better of each, and the scaling."""
     one: list[dict[str, Any]] = []
     many: list[dict[str, Any]] = []
     for _ in range(2):
         one.append(run_workers(cfg, entry, mode, 1, model, tensors))
-        prog.step(1)
+        prog.update(1)
         many.append(run_workers(cfg, entry, mode, cfg.workers, model, tensors))
-        prog.step(1)
+        prog.update(1)
     best1 = max(one, key=lambda d: d["throughput_per_s"])
     bestn = max(many, key=lambda d: d["throughput_per_s"])
     return {
@@ -726,270 +610,3 @@ def add_ratios(results: list[dict[str, Any]]) -> None:
                 "p50_ratio": round(st["p50_us"] / base["p50_us"], 3),
             }
         r["ratios"] = {"reference": ref["backend"], **ratios}
-
-
-# -- output ---------------------------------------------------------------------------------
-CSV_FIELDS: tuple[str, ...] = (
-    "backend",
-    "mode",
-    "workers",
-    *STAT_FIELDS,
-    "throughput_ratio",
-    "p50_ratio",
-    "cold_total_ms",
-    "emulated",
-    "runtime",
-    "model",
-    "machine",
-    "cpu",
-    "cores",
-    "date_utc",
-)
-
-
-def to_json(report: dict[str, Any]) -> str:
-    """The report as one JSON document."""
-    return json.dumps(report, indent=2)
-
-
-def to_csv(report: dict[str, Any]) -> str:
-    """One row per backend and mode (and per multi-worker run), columns :data:`CSV_FIELDS`."""
-    buf = io.StringIO()
-    w = csv.DictWriter(buf, fieldnames=list(CSV_FIELDS), lineterminator="\n")
-    w.writeheader()
-    meta = report["meta"]
-    common = {
-        "model": report["model"]["name"],
-        "machine": meta["machine"],
-        "cpu": meta["cpu"],
-        "cores": meta["cores_usable"],
-        "date_utc": meta["date_utc"],
-    }
-    for r in report["results"]:
-        if not r.get("ran"):
-            continue
-        base = {
-            "backend": r["backend"],
-            "cold_total_ms": round(r["cold"]["total_s"] * 1000, 3),
-            "emulated": r["emulated"],
-            "runtime": r["runtime"],
-            **common,
-        }
-        for mode, st in r["modes"].items():
-            ratio = r.get("ratios", {}).get(mode, {})
-            w.writerow({**base, "mode": mode, "workers": 1, **st, **ratio})
-        for mode, sc in r.get("workers", {}).items():
-            w.writerow({**base, "mode": f"{mode}-workers", **sc["multi"]})
-    return buf.getvalue()
-
-
-def to_text(report: dict[str, Any]) -> str:
-    """A readable table for people."""
-    meta, cfg = report["meta"], report["config"]
-    lines = [
-        f"armvww bench  model {report['model']['name']} {tuple(report['model']['input'])}  "
-        f"{meta['date_utc']}",
-        f"machine {meta['machine']}  {meta['cpu']}  {meta['cores_usable']} cores usable  "
-        f"python {meta['python']}  load {meta['loadavg_start']} -> {meta['loadavg_end']}",
-        f"budget {cfg['duration_s']} s"
-        if cfg["duration_s"]
-        else f"budget {cfg['iterations']} iterations",
-        f"  per backend and mode, {cfg['rounds']} interleaved rounds, warm-up {cfg['warmup']}",
-    ]
-    for r in report["results"]:
-        if not r.get("ran"):
-            lines.append(f"{r['backend']}: skipped ({r['error']})")
-    ran = [r for r in report["results"] if r.get("ran")]
-    if not ran:
-        return "\n".join(lines)
-    lines.append("")
-    lines.append("cold start (ms)")
-    keys = ["import_s", "open_s", *COLD_KEYS, "first_inference_s", "total_s"]
-    present = [k for k in keys if any(k in r["cold"] for r in ran)]
-    width = max(len(_label(r)) for r in ran) + 2
-    lines.append(f"{'backend':<{width}}" + "".join(f"{k[:-2]:>16}" for k in present))
-    for r in ran:
-        cells = "".join(
-            f"{r['cold'][k] * 1000:>16.3f}" if k in r["cold"] else f"{'-':>16}" for k in present
-        )
-        lines.append(f"{_label(r):<{width}}{cells}")
-    for mode in cfg["modes"]:
-        lines.append("")
-        lines.append(f"steady state: {mode} (latency µs; ratios vs {ran[0]['backend']})")
-        head = ["min", "p50", "p90", "p99", "max", "mean", "per s", "x thr", "x p50"]
-        lines.append(f"{'backend':<{width}}{'n':>7}" + "".join(f"{h:>10}" for h in head))
-        for r in ran:
-            st = r["modes"][mode]
-            ra = r.get("ratios", {}).get(mode, {})
-            vals = [st[k] for k in STAT_FIELDS[1:]]
-            cells = "".join(f"{v:>10.1f}" for v in vals)
-            cells += f"{ra.get('throughput_ratio', 1.0):>10.3f}{ra.get('p50_ratio', 1.0):>10.3f}"
-            lines.append(f"{_label(r):<{width}}{st['n']:>7}{cells}")
-    if any("workers" in r for r in ran):
-        lines.append("")
-        lines.append(
-            f"multi-worker throughput ({cfg['worker_kind']} workers, own session each; "
-            "cpu = CPU µs per iteration per worker)"
-        )
-        lines.append(
-            f"{'backend':<{width}}{'mode':>6}{'workers':>9}{'1 worker/s':>12}"
-            f"{'N workers/s':>13}{'scaling':>9}{'cpu 1':>9}{'cpu N':>9}"
-        )
-        for r in ran:
-            for mode, sc in r.get("workers", {}).items():
-                lines.append(
-                    f"{_label(r):<{width}}{mode:>6}{sc['multi']['workers']:>9}"
-                    f"{sc['single']['throughput_per_s']:>12.1f}"
-                    f"{sc['multi']['throughput_per_s']:>13.1f}{sc['scaling']:>9.3f}"
-                    f"{sc['single']['cpu_us_per_iter']:>9.1f}{sc['multi']['cpu_us_per_iter']:>9.1f}"
-                )
-    return "\n".join(lines)
-
-
-def _label(r: dict[str, Any]) -> str:
-    return str(r["backend"]) + (" (emulated)" if r.get("emulated") else "")
-
-
-# -- CLI ------------------------------------------------------------------------------------
-def _config_from_args(args: argparse.Namespace) -> BenchConfig:
-    from .. import images
-
-    entries: list[BackendEntry] = []
-    for value in args.backend or ["all"]:
-        for part in value.split(","):
-            part = part.strip()
-            if not part:
-                continue
-            if part.lower() == "all":
-                entries += [BackendEntry(n) for n in backends.names()]
-            else:
-                entries.append(BackendEntry.parse(part))
-    paths = [str(p) for item in args.images for p in images.iter_image_paths(item)]
-    modes = (
-        tuple(m.strip() for m in args.mode.split(","))
-        if args.mode
-        else (("infer", "e2e") if paths else ("infer",))
-    )
-    workers = args.workers if args.workers is not None else 0
-    if args.workers == -1:
-        workers = machine.usable_cores()
-    return BenchConfig(
-        model=args.model,
-        entries=tuple(entries),
-        modes=modes,
-        images=tuple(paths),
-        iterations=args.iterations,
-        duration_s=args.duration,
-        warmup=args.warmup,
-        rounds=args.rounds,
-        workers=workers,
-        worker_kind=args.worker_kind,
-        threads=args.threads,
-        gpu_tuning=args.gpu_tuning,
-        fast_decode=args.fast_decode,
-    )
-
-
-def cmd_bench(args: argparse.Namespace) -> int:
-    """Run ``armvww bench``; returns the exit code (0, or the error family's code)."""
-    cfg = _config_from_args(args)
-    show = args.progress if args.progress is not None else sys.stderr.isatty()
-    report = run_bench(cfg, Progress(1, show))
-    if args.json:
-        sys.stdout.write(to_json(report) + "\n")
-    elif args.csv:
-        sys.stdout.write(to_csv(report))
-    else:
-        sys.stdout.write(to_text(report) + "\n")
-    if not any(r.get("ran") for r in report["results"]):
-        log.error("no backend could be benchmarked")
-        return BackendUnavailableError.exit_code
-    return 0
-
-
-def add_subcommand(subparsers: Any) -> None:
-    """Add ``bench`` to the CLI's subparsers (sets ``func``)."""
-    from ..cli.common import add_model_arg
-
-    p = subparsers.add_parser(
-        "bench",
-        help="benchmark backends: cold start, latency percentiles, throughput, workers",
-        description="Interleaved benchmark of one or more backends (the first is the "
-        "reference of the ratios). Timings are of this machine, now: the machine, versions, "
-        "options and load average are recorded in the output.",
-    )
-    add_model_arg(p)
-    p.add_argument(
-        "--backend",
-        "-b",
-        action="append",
-        help="backend to measure, Name or Name:key=value:... (options-dataclass fields, e.g. "
-        "LiteRT:xnnpack=false); repeat or comma-separate; 'all' (default) = every registered",
-    )
-    p.add_argument(
-        "--mode",
-        help="comma-separated: infer, e2e (default: infer, plus e2e when images are given)",
-    )
-    p.add_argument(
-        "--images",
-        nargs="*",
-        default=[],
-        help="image files or folders (for e2e; infer then uses their quantised tensors)",
-    )
-    g = p.add_mutually_exclusive_group()
-    g.add_argument(
-        "--iterations",
-        "-n",
-        type=int,
-        default=500,
-        help="timed iterations per backend and mode (default 500)",
-    )
-    g.add_argument(
-        "--duration",
-        "-d",
-        type=float,
-        default=None,
-        help="timed seconds per backend and mode, instead of --iterations",
-    )
-    p.add_argument("--warmup", type=int, default=20, help="untimed iterations first (20)")
-    p.add_argument("--rounds", type=int, default=5, help="interleaving rounds (5)")
-    p.add_argument(
-        "--workers",
-        "-w",
-        type=int,
-        nargs="?",
-        const=-1,
-        default=None,
-        help="also measure N-worker throughput (bare --workers: usable cores)",
-    )
-    p.add_argument(
-        "--worker-kind",
-        choices=("process", "thread"),
-        default="process",
-        help="workers are spawned processes (default) or threads",
-    )
-    p.add_argument(
-        "--threads",
-        type=int,
-        default=None,
-        help="backend threads (where the backend has a threads option)",
-    )
-    p.add_argument(
-        "--gpu-tuning",
-        type=int,
-        default=None,
-        help="GPU tuning level (backends whose options have tuning_level)",
-    )
-    p.add_argument(
-        "--fast-decode", action="store_true", help="JPEG draft-mode decoding in e2e (see README)"
-    )
-    out = p.add_mutually_exclusive_group()
-    out.add_argument("--json", action="store_true", help="one JSON document")
-    out.add_argument("--csv", action="store_true", help="CSV, one row per backend and mode")
-    p.add_argument(
-        "--progress",
-        action=argparse.BooleanOptionalAction,
-        default=None,
-        help="progress bar on stderr (default: when stderr is a terminal)",
-    )
-    p.set_defaults(func=cmd_bench)

@@ -12,23 +12,22 @@ the same int8 tensor, so the backends' decisions differ only by their arithmetic
 
 from __future__ import annotations
 
-import argparse
-import json
 import logging
 import math
-import sys
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import numpy as np
+from tqdm import tqdm
 
 from .. import images, preprocess
-from ..errors import ArmvwwError, BackendUnavailableError, InputError
+from ..detector import Detector
+from ..errors import ArmvwwError, InputError
 from ..labels import read_labelled
 from ..model import Model
-from .bench import BackendEntry, Progress
+from .common import BackendEntry, advance, entry_options, progress_or_silent
 
 log = logging.getLogger(__name__)
 
@@ -113,7 +112,7 @@ def evaluate(
     entries: Sequence[BackendEntry],
     model: Model,
     threshold: float = 0.5,
-    progress: Progress | None = None,
+    progress: tqdm[Any] | None = None,
 ) -> dict[str, Any]:
     """Run every backend on every labelled image; return the JSON-ready report.
 
@@ -123,14 +122,11 @@ def evaluate(
     Raises:
         InputError: a bad threshold or no images.
     """
-    from ..detector import Detector
-
     if not 0.0 <= threshold <= 1.0:
         raise InputError(f"threshold must be in [0, 1], got {threshold}")
     if not items:
         raise InputError("no labelled images to evaluate")
-    prog = progress or Progress(1, False)
-    prog.total = len(items) * (1 + len(entries))
+    prog = progress_or_silent(progress, len(items) * (1 + len(entries)))
     spec, out = model.input, model.output
     assert spec.scale is not None and spec.zero_point is not None
     assert out.scale is not None and out.zero_point is not None
@@ -144,11 +140,9 @@ def evaluate(
             kept.append((path, label))
         except ArmvwwError as exc:
             image_errors.append({"path": str(path), "error": f"{type(exc).__name__}: {exc}"})
-        prog.step(1, f"preprocess {path.name}")
+        advance(prog, 1, f"preprocess {path.name}")
     labels = [y for _, y in kept]
     results: list[BackendResult] = []
-    from ..cli.parity import entry_options
-
     for e in entries:
         r = BackendResult(e.label)
         try:
@@ -160,11 +154,11 @@ def evaluate(
                     r.raw.append([int(v) for v in raw])
                     r.scores.append(score)
                     r.decisions.append(int(preprocess.decide(raw, score, threshold)))
-                    prog.step(1, e.label)
+                    advance(prog, 1, e.label)
         except ArmvwwError as exc:
             log.info("eval: %s could not run: %s", e.label, exc)
             r.error = f"{type(exc).__name__}: {exc}"
-            prog.step(len(items))
+            advance(prog, len(items))
             results.append(r)
             continue
         r.confusion = Confusion.of(labels, r.decisions)
@@ -231,67 +225,6 @@ def to_text(report: dict[str, Any], per_image: bool) -> str:
     for e in report["image_errors"]:
         lines.append(f"image error {e['path']}: {e['error']}")
     return "\n".join(lines)
-
-
-def cmd_eval(args: argparse.Namespace) -> int:
-    """Run ``armvww eval``. Exit 0; 1 when some images could not be decoded; 16 when a
-    backend could not run (or none was available)."""
-    from ..cli.parity import expand_backends
-    from ..model.store import load_model
-
-    model = load_model(args.model)
-    items = read_labelled(args.labelled)
-    # no reference here: 'all' is every available backend, LiteRT included
-    entries, explicit = expand_backends(args.backend or ["all"], BackendEntry("-"))
-    show = args.progress if args.progress is not None else sys.stderr.isatty()
-    report = evaluate(items, entries, model, args.threshold, Progress(1, show))
-    if args.json:
-        sys.stdout.write(json.dumps(report) + "\n")
-    else:
-        per_image = args.per_image if args.per_image is not None else len(items) <= 50
-        sys.stdout.write(to_text(report, per_image) + "\n")
-    ran = [r for r in report["results"] if not r["error"]]
-    if not ran or (explicit and len(ran) < len(report["results"])):
-        log.error("a backend could not run (see the report)")
-        return BackendUnavailableError.exit_code
-    return 1 if report["image_errors"] else 0
-
-
-def add_subcommand(subparsers: Any) -> None:
-    """Add ``eval`` to the CLI's subparsers (sets ``func``)."""
-    from ..cli.common import add_model_arg
-
-    p = subparsers.add_parser(
-        "eval",
-        help="accuracy, precision, recall, confusion matrix on labelled images, per backend",
-        description="Evaluate backends on labelled images: a folder with person/ and "
-        "no_person/ subfolders, or a CSV of path,label. Exit 0; 1 some images failed to "
-        "decode; 16 a backend could not run.",
-    )
-    p.add_argument("labelled", help="folder with person/ and no_person/, or a CSV path,label")
-    add_model_arg(p)
-    p.add_argument(
-        "--backend",
-        "-b",
-        action="append",
-        help="backends (Name or Name:key=value), comma-separated or repeated; "
-        "'all' (default) = every available one",
-    )
-    p.add_argument("--threshold", "-t", type=float, default=0.5, help="P(person) threshold")
-    p.add_argument(
-        "--per-image",
-        action=argparse.BooleanOptionalAction,
-        default=None,
-        help="each image's decisions side by side (default: when there are <= 50 images)",
-    )
-    p.add_argument("--json", action="store_true", help="one JSON document")
-    p.add_argument(
-        "--progress",
-        action=argparse.BooleanOptionalAction,
-        default=None,
-        help="progress bar on stderr (default: when stderr is a terminal)",
-    )
-    p.set_defaults(func=cmd_eval)
 
 
 __all__ = ["SCHEMA", "BackendResult", "Confusion", "evaluate", "read_labelled"]

@@ -26,7 +26,10 @@ import numpy as np
 from PIL import Image
 
 from .. import preprocess
-from ..model import Model
+from ..backends.litert import LiteRTOptions
+from ..errors import BackendError, UnsupportedModelError
+from ..model import Model, tflite_build
+from ..select import open_session
 
 
 @dataclass(frozen=True)
@@ -340,11 +343,6 @@ def capture_tensors(
     """
     import dataclasses
 
-    from ..backends.litert import LiteRTOptions
-    from ..errors import BackendError, UnsupportedModelError
-    from ..model import tflite_build
-    from ..select import open_session
-
     run_model = candidate_model or model
     idx = list(tensors) if tensors is not None else tflite_build.all_intermediate_tensors(model)
     out_t = model.output.index
@@ -400,7 +398,6 @@ def capture_tensors(
 
 def _all_outputs(session: Any, q: np.ndarray, tensor_order: Sequence[int]) -> list[np.ndarray]:
     """Every output of a session on a multi-output network, in subgraph output order."""
-    from ..errors import UnsupportedModelError
 
     run_all = getattr(session, "run_all", None)
     if run_all is not None:

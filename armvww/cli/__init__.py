@@ -14,9 +14,8 @@ import sys
 from collections.abc import Sequence
 
 from .. import __version__
-from ..analysis import bench, evaluate
 from ..errors import ArmvwwError
-from . import backends, detect, fetch, info, parity
+from . import backends, bench, detect, evaluate, fetch, info, parity
 from .common import EXIT_ITEM_ERRORS, EXIT_OK, EXIT_USAGE, Command
 
 log = logging.getLogger("armvww")

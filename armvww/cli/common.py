@@ -8,6 +8,8 @@ import sys
 from collections.abc import Callable
 from typing import Any
 
+from tqdm import tqdm
+
 EXIT_OK = 0
 EXIT_ITEM_ERRORS = 1
 EXIT_USAGE = 2
@@ -44,3 +46,23 @@ def add_backend_arg(p: argparse.ArgumentParser, default: str = "auto") -> None:
 def emit(obj: Any) -> None:
     """One JSON object on one line of stdout."""
     sys.stdout.write(json.dumps(obj, sort_keys=False) + "\n")
+
+
+def add_progress_arg(p: argparse.ArgumentParser) -> None:
+    p.add_argument(
+        "--progress",
+        action=argparse.BooleanOptionalAction,
+        default=None,
+        help="progress bar on stderr (default: when stderr is a terminal and the output is "
+        "for people)",
+    )
+
+
+def progress_bar(args: argparse.Namespace, machine_readable: bool = False) -> tqdm[Any]:
+    """The stderr progress bar of a long subcommand: as ``--progress``/``--no-progress`` say,
+    else tqdm's own terminal detection, and off for machine-readable output."""
+    if args.progress is not None:
+        disable: bool | None = not args.progress
+    else:
+        disable = True if machine_readable else None  # None: tqdm shows it on a terminal only
+    return tqdm(total=1, disable=disable, file=sys.stderr, leave=False, mininterval=0.1)

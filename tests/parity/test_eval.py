@@ -14,7 +14,7 @@ import pytest
 
 import armvww
 from armvww import backends
-from armvww.analysis.bench import BackendEntry
+from armvww.analysis.common import BackendEntry
 from armvww.analysis.evaluate import evaluate, read_labelled
 from armvww.model import store
 

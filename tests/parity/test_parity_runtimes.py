@@ -19,10 +19,9 @@ import pytest
 
 import armvww
 from armvww import backends
-from armvww.analysis import parity
-from armvww.analysis.bench import BackendEntry
+from armvww.analysis import parity, parity_report
+from armvww.analysis.common import BackendEntry, entry_options
 from armvww.backends.litert import LiteRTOptions
-from armvww.cli import parity as parity_cli
 from armvww.model import parse_model, store, tflite_build
 
 from ..conftest import REPO, report_line
@@ -67,7 +66,7 @@ def _inputs(model: armvww.model.Model, n: int, samples) -> list[np.ndarray]:
 def test_litert_builtin_kernels_against_xnnpack(model_name: str, samples) -> None:
     model = store.load_model(model_name)
     qs = _inputs(model, 100, samples)
-    rep = parity_cli.run_parity(
+    rep = parity_report.run_parity(
         model,
         [BackendEntry("LiteRT", (("xnnpack", False),))],
         BackendEntry("LiteRT"),
@@ -138,7 +137,7 @@ def test_per_layer_points_at_the_perturbed_layer(entry: str, samples, tmp_path: 
     if e.name == "CpuRef" and EMULATED:
         pytest.skip("CpuRef per-layer under qemu takes minutes; done natively (amd64 tree)")
     model, _, k, base, rep, tol = _perturbed_case(
-        "vww2", e.name, parity_cli.entry_options(e), samples, tmp_path
+        "vww2", e.name, entry_options(e), samples, tmp_path
     )
     before = {s.tensor: s for s in base.layers}
     over = rep.first_over
@@ -173,7 +172,7 @@ def test_cli_per_layer_on_a_perturbed_model(samples, tmp_path: Path, vww2_path: 
     over = rep["results"][0]["per_layer"]["first_over"]
     assert over["position"] == k and over["op"] == "CONV_2D"
     assert rep["results"][0]["max_abs_lsb"] > 0
-    assert proc.returncode == parity_cli.EXIT_CONTRACT_BROKEN == rep["exit_code"]
+    assert proc.returncode == parity_report.EXIT_CONTRACT_BROKEN == rep["exit_code"]
 
 
 @pytest.mark.litert
@@ -195,7 +194,7 @@ def test_cli_exit_codes_follow_the_contract(vww2_path: Path, samples) -> None:
         text=True,
         timeout=600,
     )
-    assert tight.returncode == parity_cli.EXIT_CONTRACT_BROKEN
+    assert tight.returncode == parity_report.EXIT_CONTRACT_BROKEN
     assert json.loads(tight.stdout)["broken"] == ["LiteRT:xnnpack=False"]
     text = subprocess.run(
         [*base[:-1], "--tolerance-lsb", str(worst)], cwd=REPO, capture_output=True, text=True
@@ -218,7 +217,7 @@ def test_armnn_backend_meets_the_contract(name: str, model_name: str, samples) -
         pytest.skip(f"{name} on {model_name} is too slow here; measured natively elsewhere")
     model = store.load_model(model_name)
     qs = _inputs(model, n, samples)
-    rep = parity_cli.run_parity(
+    rep = parity_report.run_parity(
         model, [BackendEntry(name)], BackendEntry("LiteRT"), qs, parity.Contract()
     )
     assert rep["skipped"] == [], rep["skipped"]
