@@ -84,12 +84,35 @@ def _isolated_env(monkeypatch: pytest.MonkeyPatch, tmp_path_factory: pytest.Temp
     monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path_factory.getbasetemp() / "xdg-cache"))
 
 
+def _strict() -> bool:
+    return os.environ.get("ARMVWW_STRICT") == "1"
+
+
 @pytest.hookimpl(hookwrapper=True)
 def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]):  # type: ignore[no-untyped-def]
+    """Strict mode: a skip, an xfail or an xpass of a test not marked ``optional`` fails."""
     outcome = yield
     report = outcome.get_result()
-    strict = os.environ.get("ARMVWW_STRICT") == "1"
-    if strict and report.skipped and item.get_closest_marker("optional") is None:
+    if not _strict() or item.get_closest_marker("optional") is not None:
+        return
+    if hasattr(report, "wasxfail"):  # xfailed (outcome "skipped") or xpassed ("passed")
+        report.outcome = "failed"
+        report.longrepr = f"xfail in strict mode (ARMVWW_STRICT=1): {report.wasxfail}"
+        del report.wasxfail  # else pytest still counts it as xfailed / xpassed
+    elif report.skipped:
         reason = report.longrepr[2] if isinstance(report.longrepr, tuple) else report.longrepr
         report.outcome = "failed"
         report.longrepr = f"skipped in strict mode (ARMVWW_STRICT=1): {reason}"
+
+
+@pytest.hookimpl(hookwrapper=True)
+def pytest_make_collect_report(collector: pytest.Collector):  # type: ignore[no-untyped-def]
+    """Strict mode: a module that skips itself at collection (``pytest.skip(...,
+    allow_module_level=True)``, a module-level ``importorskip``) fails: its tests would
+    otherwise vanish without a test report."""
+    outcome = yield
+    report = outcome.get_result()
+    if _strict() and report.skipped:
+        reason = report.longrepr[2] if isinstance(report.longrepr, tuple) else report.longrepr
+        report.outcome = "failed"
+        report.longrepr = f"module skipped at collection in strict mode (ARMVWW_STRICT=1): {reason}"

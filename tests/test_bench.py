@@ -152,26 +152,41 @@ def test_percentile_is_nearest_rank() -> None:
 
 
 # -- fastest --------------------------------------------------------------------------------
+class _VirtualClock:
+    """Stands in for ``time`` in armvww.fastest: every reading advances 5 ms, and a FakeSlow
+    inference advances 100 ms more. The medians the test sees are then fixed (LiteRT 5 ms,
+    FakeSlow 105 ms) whatever the machine's load: no assertion depends on real timing."""
+
+    TICK_S = 0.005
+    SLOW_S = 0.1
+
+    def __init__(self) -> None:
+        self.now = 0.0
+
+    def perf_counter(self) -> float:
+        self.now += self.TICK_S
+        return self.now
+
+
 class _FakeSession(Session):
-    def __init__(self, model: Model, delay_loops: int) -> None:
+    def __init__(self, model: Model, clock: _VirtualClock) -> None:
         self.backend = "FakeSlow"
         self.runtime = "fake 0"
         self.info = {}
         self._out = np.zeros(model.output.shape, np.int8)
-        self._loops = delay_loops
+        self._clock = clock
 
     def run(self, q: np.ndarray) -> np.ndarray:
-        x = 0
-        for i in range(self._loops):  # CPU work, far slower than a vww2 inference
-            x += i
+        self._clock.now += self._clock.SLOW_S
         return self._out
 
 
 class FakeSlowBackend(Backend):
-    """Test-only backend: available, and much slower than LiteRT."""
+    """Test-only backend: available, and (on the virtual clock) slower than LiteRT."""
 
     name: ClassVar[str] = "FakeSlow"
     opened: ClassVar[int] = 0
+    clock: ClassVar[_VirtualClock] = _VirtualClock()
 
     @classmethod
     def availability(cls) -> Availability:
@@ -180,7 +195,7 @@ class FakeSlowBackend(Backend):
     @classmethod
     def open(cls, model: Model, options: BackendOptions | None = None, fallbacks=()) -> Session:
         cls.opened += 1
-        return _FakeSession(model, 200_000)
+        return _FakeSession(model, cls.clock)
 
 
 @pytest.fixture()
@@ -191,6 +206,8 @@ def with_fake(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(backends, "_REGISTRY", reg)
     monkeypatch.setattr(backends, "get", _uncached_get(backends.get))
     FakeSlowBackend.opened = 0
+    FakeSlowBackend.clock = _VirtualClock()
+    monkeypatch.setattr(fastest, "time", FakeSlowBackend.clock)
 
 
 def _uncached_get(real: Any) -> Any:
@@ -209,7 +226,8 @@ def test_fastest_measures_picks_caches_and_reuses(with_fake: None, vww2_path: Pa
     model = load_model("vww2")
     choice = select.fastest_choice(model)
     assert choice.order == ("LiteRT", "FakeSlow")
-    assert choice.median_us["LiteRT"] < choice.median_us["FakeSlow"]
+    tick, slow = _VirtualClock.TICK_S * 1e6, _VirtualClock.SLOW_S * 1e6
+    assert choice.median_us == pytest.approx({"LiteRT": tick, "FakeSlow": tick + slow})
     assert not choice.cached and "picked LiteRT" in choice.explain()
     path = Path(choice.path)
     assert path.parent == select.cache_dir() and path.name.startswith(model.sha1)

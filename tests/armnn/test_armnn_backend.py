@@ -14,6 +14,7 @@ import os
 import subprocess
 import sys
 import threading
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import numpy as np
@@ -268,20 +269,21 @@ def test_several_detectors_threads_and_closing(samples) -> None:
     dets = [armvww.Detector(model, backend=names[0]) for _ in range(2)]
     dets += [armvww.Detector(model, backend=n) for n in names[1:]]
     serial = [[d.run(q) for q in qs] for d in dets]
-    bad: list[str] = []
+    start = threading.Barrier(4)
 
-    def work(i: int) -> None:
+    def work(i: int) -> list[str]:
         d = dets[i % len(dets)]
-        for j, q in enumerate(qs * 3):
-            if not np.array_equal(d.run(q), serial[i % len(dets)][j % len(qs)]):
-                bad.append(f"{i}:{j}")
+        start.wait(timeout=60)  # all four threads run at once
+        return [
+            f"{i}:{j}"
+            for j, q in enumerate(qs * 3)
+            if not np.array_equal(d.run(q), serial[i % len(dets)][j % len(qs)])
+        ]
 
-    threads = [threading.Thread(target=work, args=(i,)) for i in range(4)]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join()
-    assert bad == []
+    with ThreadPoolExecutor(4) as pool:
+        futures = [pool.submit(work, i) for i in range(4)]
+    # .result() re-raises whatever a thread raised: an exception fails the test
+    assert [f.result() for f in futures] == [[]] * 4
     dets[0].close()  # one runtime per process: closing one network leaves the others working
     np.testing.assert_array_equal(dets[1].run(qs[0]), serial[1][0])
     for d in dets[1:]:

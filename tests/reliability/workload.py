@@ -12,6 +12,7 @@ from __future__ import annotations
 import random
 import threading
 from collections import Counter
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -86,11 +87,14 @@ def hammer(
     calls_per_thread: int,
     seed: int = 0,
     stop_on_error: bool = True,
+    used: threading.Barrier | None = None,
 ) -> Tally:
     """``threads`` threads x ``calls_per_thread`` calls of ``det``, checked against ``ref``.
 
     With ``stop_on_error`` a thread stops at its first ArmvwwError (e.g. the Detector was
-    closed); the error is counted, not raised.
+    closed); the error is counted, not raised. ``used``, when given, is waited on by every
+    thread after its first successful call (a test can then act while all of them run).
+    Anything else a thread raises is re-raised here.
     """
     total = Tally()
     barrier = threading.Barrier(threads)
@@ -98,8 +102,10 @@ def hammer(
     def body(t: int) -> None:
         mine = Tally()
         rng = random.Random(f"{seed}:{t}")
-        barrier.wait()
-        for _ in range(calls_per_thread):
+        barrier.wait(timeout=120)
+        for n in range(calls_per_thread):
+            if n == 1 and used is not None:
+                used.wait(timeout=120)
             k = rng.randrange(len(items))
             try:
                 got = call(det, items[k])
@@ -118,9 +124,8 @@ def hammer(
                     mine.first_mismatch = f"item {k}: {got!r} != {ref[k]!r}"
         total.add(mine)
 
-    pool = [threading.Thread(target=body, args=(t,), daemon=True) for t in range(threads)]
-    for th in pool:
-        th.start()
-    for th in pool:
-        th.join()
+    with ThreadPoolExecutor(threads) as pool:
+        futures = [pool.submit(body, t) for t in range(threads)]
+    for f in futures:
+        f.result()  # re-raises what a thread raised
     return total
