@@ -13,8 +13,9 @@ import pytest
 from PIL import Image
 
 import armvww
-from armvww import preprocess
 from armvww.errors import BackendError, BackendUnavailableError, ImageDecodeError, InputError
+
+from .reference_pipeline import reference_input
 
 pytestmark = pytest.mark.litert
 
@@ -255,10 +256,12 @@ def test_threads_share_one_detector(det, samples) -> None:
 
 
 def test_quantize_is_the_shared_preprocessing(det, samples) -> None:
+    """Detector.quantize gives the reference restatement's bytes (independent of armvww)."""
     m = det.model
-    img = Image.open(samples[3][0]).convert("RGB")
-    expect = preprocess.image_to_input(img, m.input.shape, m.input.scale, m.input.zero_point)
-    np.testing.assert_array_equal(det.quantize(samples[3][0]), expect)
+    h, w = m.input_hw
+    for path, _ in samples:
+        expect = reference_input(str(path), w, h, m.input.scale, m.input.zero_point, keep_grey=True)
+        np.testing.assert_array_equal(det.quantize(path), expect, err_msg=str(path))
 
 
 def test_selection_is_explained_on_the_result(samples) -> None:

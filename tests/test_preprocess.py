@@ -18,7 +18,7 @@ from armvww import images, preprocess
 from armvww.model import Model, parse_model
 
 from .conftest import REPO
-from .reference_pipeline import reference_input
+from .reference_pipeline import reference_input, reference_q
 
 GOLDEN = json.loads((REPO / "tests" / "golden" / "preprocess_sha256.json").read_text())
 VWW2_SCALE, VWW2_ZP = 0.007549178320914507, -72  # float32 value stored in the model
@@ -46,18 +46,20 @@ def test_golden_bytes_of_every_sample(name: str, models: dict[str, Model], sampl
 
 
 @pytest.mark.parametrize("name", ["vww2", "vww4"])
-def test_colour_samples_match_the_independent_reference(
+def test_every_sample_matches_the_independent_reference(
     name: str, models: dict[str, Model], samples
 ) -> None:
+    """armvww's bytes equal the reference restatement's (grey photos: its ``keep_grey``
+    reading of armvww's documented departure), and the golden hashes are the reference's,
+    not armvww's own recording."""
     m = models[name]
     s = m.input
     h, w = m.input_hw
     for path, _ in samples:
-        if Image.open(path).mode in ("L", "1"):
-            continue
-        ours = _input(m, images.load_image(path))
-        ref = reference_input(str(path), w, h, s.scale, s.zero_point)  # type: ignore[arg-type]
-        np.testing.assert_array_equal(ours, ref, err_msg=str(path))
+        rel = path.relative_to(path.parent.parent).as_posix()
+        ref = reference_input(str(path), w, h, s.scale, s.zero_point, keep_grey=True)  # type: ignore[arg-type]
+        assert hashlib.sha256(ref.tobytes()).hexdigest() == GOLDEN[name][rel], rel
+        np.testing.assert_array_equal(_input(m, images.load_image(path)), ref, err_msg=rel)
 
 
 def test_grey_images_skip_the_grey_conversion(models: dict[str, Model], samples) -> None:
@@ -74,12 +76,9 @@ def test_grey_images_skip_the_grey_conversion(models: dict[str, Model], samples)
         ref = reference_input(str(path), 50, 50, s.scale, s.zero_point)  # type: ignore[arg-type]
         np.testing.assert_array_equal(via_rgb, ref)
         direct = _input(m, img)
-        # they differ exactly where the crop holds one of the quirk values
-        crop = np.asarray(preprocess.resize_crop(img, 50, 50)).reshape(1, 50, 50, 1)
-        quirk = np.isin(crop, preprocess.GREY_QUIRK_VALUES)
-        table = preprocess.quant_table(s.scale, s.zero_point)  # type: ignore[arg-type]
-        differs_in_q = table[crop] != table[np.maximum(crop.astype(int) - 1, 0)]
-        np.testing.assert_array_equal(direct != via_rgb, quirk & differs_in_q)
+        keep = reference_input(str(path), 50, 50, s.scale, s.zero_point, keep_grey=True)  # type: ignore[arg-type]
+        np.testing.assert_array_equal(direct, keep)
+        assert (direct != via_rgb).any()  # the quirk really shows on these photos
 
 
 def test_grey_quirk_values() -> None:
@@ -97,7 +96,7 @@ def oracle(tmp_path_factory: pytest.TempPathFactory) -> Path:
         pytest.skip("no C compiler (apt-get install gcc) for the C oracle")
     exe = tmp_path_factory.mktemp("oracle") / "vww_ref"
     src = REPO / "tests" / "oracle" / "vww_ref.c"
-    subprocess.run([cc, "-O2", "-ffp-contract=off", "-o", str(exe), str(src)], check=True)
+    subprocess.run([cc, "-O2", "-ffp-contract=off", "-o", str(exe), str(src), "-lm"], check=True)
     return exe
 
 
@@ -121,6 +120,53 @@ def test_grey_and_quant_match_the_c_oracle(oracle: Path, scale: float, zp: int) 
     np.testing.assert_array_equal(preprocess.quantize_grey(grey, scale, zp), ref[:, 1])
 
 
+def test_resize_and_crop_sizes_match_the_c_oracle(oracle: Path) -> None:
+    """The reference's resize sizes (``int()`` truncation) and its crop box (Pillow's
+    half-to-even rounding), restated in C, for every photo size up to 700 px a side against
+    square and non-square models: armvww with ``reference_truncation=True`` agrees on every
+    case; without it only the shorter side differs, and only where truncation bites."""
+    cases = [
+        (W, H, w, h)
+        for (w, h) in ((50, 50), (128, 128), (64, 32), (96, 96))
+        for W in range(1, 701, 3)
+        for H in (W, W + 1, 2 * W + 3, max(1, W // 3), 97, 161, 193)
+    ]
+    text = "box\n" + "\n".join(" ".join(map(str, c)) for c in cases)
+    out = subprocess.run([str(oracle)], input=text, capture_output=True, text=True, check=True)
+    ref = [tuple(map(int, line.split())) for line in out.stdout.splitlines()]
+    assert len(ref) == len(cases)
+    truncated = 0
+    for (W, H, w, h), (rw, rh, *box) in zip(cases, ref, strict=True):
+        assert preprocess.resized_size(W, H, w, h, reference_truncation=True) == (rw, rh)
+        assert preprocess.crop_box(rw, rh, w, h) == tuple(box), (W, H, w, h)
+        fixed = preprocess.resized_size(W, H, w, h)
+        short = max(w, h)
+        if min(rw, rh) < short:  # the reference's truncation: armvww keeps the model side
+            truncated += 1
+            assert min(fixed) == short and max(fixed) >= max(rw, rh)
+        else:
+            assert fixed == (max(rw, w), max(rh, h))
+    assert truncated > 100  # the sweep really holds truncation sizes
+
+
+def test_hand_computed_quantisation_and_sizes() -> None:
+    """Values worked out by hand from the reference formulas (vww2: scale 0.00754918,
+    zero point -72)."""
+    table = preprocess.quant_table(VWW2_SCALE, VWW2_ZP)
+    # 0 -> 0/255/s - 72 = -72; 128 -> 66.49 - 72 = -5.51 -> -5; 255 -> 132.46 - 72 -> 60
+    assert (int(table[0]), int(table[128]), int(table[255])) == (-72, -5, 60)
+    # (200, 100, 50) -> 59.8 + 58.7 + 5.7 = 124.2 -> 124 -> 64.41 - 72 = -7.59 -> -7
+    rgb = np.full((3, 5, 3), (200, 100, 50), np.uint8)
+    q = preprocess.image_to_input(images.load_image(rgb), (1, 2, 2, 1), VWW2_SCALE, VWW2_ZP)
+    assert q.tolist() == [[[[-7], [-7]], [[-7], [-7]]]]
+    # 97 px for a 50 px model: 50 / 97 * 97 = 49.999... -> int() -> 49 in the reference;
+    # a 97 x 130 photo: 130 * 50 / 97 = 67.01 -> 67
+    assert preprocess.resized_size(97, 130, 50, 50, reference_truncation=True) == (49, 67)
+    assert preprocess.resized_size(97, 130, 50, 50) == (50, 67)
+    # crop of 67 rows to 50: (17 / 2, 117 / 2) = (8.5, 58.5) -> half to even (8, 58)
+    assert preprocess.crop_box(50, 67, 50, 50) == (0, 8, 50, 58)
+
+
 def test_quant_table_is_clamped_before_the_cast() -> None:
     t = preprocess.quant_table(0.001, 0)  # 255/255/0.001 = 1000: far above int8
     assert t[255] == 127 and t[0] == 0 and t.min() >= -128
@@ -135,19 +181,28 @@ def test_shorter_side_is_exactly_the_model_side(size: int, expect_short: int) ->
     assert min(preprocess.resized_size(size * 2, size, 50, 50)) == expect_short
 
 
-def test_reference_truncation_reproduces_the_reference_quirk(tmp_path: Path) -> None:
-    """At 193 px the reference resizes to 49 px and its crop pads black: opt-in only."""
-    rng = np.random.default_rng(3)
-    arr = rng.integers(0, 256, size=(193, 193, 3), dtype=np.uint8)
+@pytest.mark.parametrize(
+    ("width", "height"), [(97, 97), (161, 161), (193, 193), (97, 130), (300, 161), (193, 388)]
+)
+def test_reference_truncation_reproduces_the_reference_quirk(
+    tmp_path: Path, width: int, height: int
+) -> None:
+    """Generated photos of the sizes where the reference's ``int()`` makes the shorter side
+    49 px for a 50 px model (its crop then pads black): ``reference_truncation=True`` gives
+    the reference's bytes exactly; the default keeps a real last row and column."""
+    rng = np.random.default_rng(width * 1000 + height)
+    arr = rng.integers(0, 256, size=(height, width, 3), dtype=np.uint8)
     p = tmp_path / "x.png"
     Image.fromarray(arr).save(p)
-    assert preprocess.resized_size(193, 193, 50, 50, reference_truncation=True) == (49, 49)
+    assert min(preprocess.resized_size(width, height, 50, 50, reference_truncation=True)) == 49
     img = images.load_image(p)
     ref = reference_input(str(p), 50, 50, VWW2_SCALE, VWW2_ZP)
     quirky = preprocess.image_to_input(img, (1, 50, 50, 1), VWW2_SCALE, VWW2_ZP, True)
     np.testing.assert_array_equal(quirky, ref)
     fixed = preprocess.image_to_input(img, (1, 50, 50, 1), VWW2_SCALE, VWW2_ZP)
-    assert (fixed[0, -1] != VWW2_ZP).any()  # last row is real image, not padding
+    assert not np.array_equal(fixed, ref)
+    edge = (fixed[0, -1] if height <= width else fixed[0, :, -1]).ravel()
+    assert (edge != VWW2_ZP).any()  # the short side's last line is real image, not padding
 
 
 def test_crop_box_rounds_half_to_even() -> None:
@@ -184,8 +239,7 @@ def test_properties_shape_range_determinism(w, h, side, colour, seed) -> None:
         images.load_image(arr.copy()), (1, th, tw, 1), VWW2_SCALE, VWW2_ZP
     )
     assert q1.shape == (1, th, tw, 1) and q1.dtype == np.int8
-    table = preprocess.quant_table(VWW2_SCALE, VWW2_ZP)
-    assert q1.min() >= table[0] and q1.max() <= table[255]
+    assert q1.min() >= -72 and q1.max() <= 60  # hand-computed q(0), q(255) for vww2
     np.testing.assert_array_equal(q1, q2)
 
 
@@ -194,7 +248,7 @@ def test_properties_shape_range_determinism(w, h, side, colour, seed) -> None:
 def test_uniform_grey_image_maps_through_the_table(v: int) -> None:
     arr = np.full((70, 90), v, np.uint8)
     q = preprocess.image_to_input(images.load_image(arr), (1, 50, 50, 1), VWW2_SCALE, VWW2_ZP)
-    assert (q == preprocess.quant_table(VWW2_SCALE, VWW2_ZP)[v]).all()
+    assert (q == reference_q(v, VWW2_SCALE, VWW2_ZP)).all()
 
 
 @settings(max_examples=200, deadline=None)
