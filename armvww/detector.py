@@ -7,16 +7,16 @@ from __future__ import annotations
 
 import logging
 import math
-import os
 import threading
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
 
 from . import images, preprocess
-from .errors import ArmvwwError, BackendError, ImageDecodeError, InputError
+from .backends.base import BackendOptions
+from .errors import ArmvwwError, BackendError, ImageDecodeError, InputError, OptionError
 from .model import Model
 from .model.store import ModelSource, load_model
 from .select import BackendSpec, OptionsSpec, Selection, open_backend
@@ -115,7 +115,10 @@ class Detector:
         ModelNotFoundError, ModelIntegrityError, UnsupportedModelError: see
             :func:`armvww.store.load_model`.
         BackendUnavailableError: no requested backend can be used here.
-        InputError: a bad ``threshold`` or ``backend`` argument.
+        InputError: an argument of the wrong type or value (``threshold`` not a finite
+            number in [0, 1], ``backend`` not a name or list of names, ``max_pixels`` not an
+            int >= 1, ``fast_decode`` not a bool, ``model`` not a path/bytes/Model/name).
+        OptionError: ``options`` is not a BackendOptions or a list of them.
     """
 
     def __init__(
@@ -128,8 +131,7 @@ class Detector:
         max_pixels: int = images.MAX_PIXELS,
         fast_decode: bool = False,
     ) -> None:
-        if not isinstance(threshold, (int, float)) or not 0.0 <= float(threshold) <= 1.0:
-            raise InputError(f"threshold must be a number in [0, 1], got {threshold!r}")
+        _check_arguments(backend, threshold, options, max_pixels, fast_decode)
         self.threshold = float(threshold)
         self.max_pixels = max_pixels
         self.fast_decode = fast_decode
@@ -185,7 +187,7 @@ class Detector:
             ImageDecodeError: the image cannot be decoded.
             InputError: an array of the wrong dtype or shape, or an unsupported input type.
         """
-        img = images.load_image(image, self.max_pixels, self._draft)
+        img = images.load_image(image, self.max_pixels, self._draft, max(self.model.input_hw))
         rw, rh = preprocess.resized_size(
             img.width, img.height, self._in_shape[2], self._in_shape[1]
         )
@@ -214,9 +216,9 @@ class Detector:
         with self._lock:
             if self._closed:
                 raise BackendError("this Detector is closed")
-            out = self._session.run(q)
-        # the interpreter's buffer may be reused by the next call
-        return np.array(out, dtype=np.int8, copy=True)
+            # copied under the lock: a session may return a view of a buffer that the next
+            # call (from another thread) overwrites (PyArmNN does)
+            return np.array(self._session.run(q), dtype=np.int8, copy=True)
 
     def classify(self, raw: np.ndarray, source: str | None = None) -> Detection:
         """Turn a raw int8 output into a :class:`Detection` (no inference)."""
@@ -242,34 +244,47 @@ class Detector:
         """
         return self.classify(self.run(self.quantize(image)), images.describe(image))
 
-    def iter_detect(self, items: Iterable[images.ImageInput]) -> Iterator[Detection]:
-        """Lazily detect each item; a bad item yields a Detection with ``error`` set."""
-        for item in items:
+    def iter_detect(
+        self, items: Iterable[images.ImageInput] | images.ImageInput
+    ) -> Iterator[Detection]:
+        """Lazily detect each item, in order, exactly once; a bad item yields a Detection
+        with ``error`` set and the rest continue.
+
+        Input rules (:func:`armvww.images.expand_inputs`): a str, bytes, PathLike, array or
+        PIL image is ONE item; a folder path stands for the images inside it (recursively;
+        unlistable folders and link loops are error items); any other iterable is read one
+        item at a time, never materialised. An iterable that raises gives one error item
+        (:class:`InputError`) there, and the iteration stops: everything before it is kept.
+        """
+        for item in images.expand_inputs(items):
+            if isinstance(item, images.BadItem):
+                yield self._failed(item.source, item.error)
+                continue
             try:
                 yield self.detect(item)
             except ArmvwwError as exc:
-                yield Detection(
-                    person=False,
-                    score=math.nan,
-                    raw=np.zeros(0, np.int8),
-                    backend=self.backend,
-                    source=images.describe(item),
-                    fallback=self.fallback,
-                    error=exc,
-                    selection=self.selection,
-                    runtime=self.runtime,
-                )
+                yield self._failed(images.describe(item), exc)
 
-    def detect_many(self, items: Iterable[images.ImageInput]) -> list[Detection]:
+    def _failed(self, source: str, error: ArmvwwError) -> Detection:
+        return Detection(
+            person=False,
+            score=math.nan,
+            raw=np.zeros(0, np.int8),
+            backend=self.backend,
+            source=source,
+            fallback=self.fallback,
+            error=error,
+            selection=self.selection,
+            runtime=self.runtime,
+        )
+
+    def detect_many(
+        self, items: Iterable[images.ImageInput] | images.ImageInput
+    ) -> list[Detection]:
         """Detect every item, in order, exactly once; bad items carry their error and the
-        rest continue. A directory path stands for the images inside it (recursively)."""
-        expanded: list[images.ImageInput] = []
-        for it in items:
-            if isinstance(it, (str, os.PathLike)):
-                expanded.extend(images.iter_image_paths(it))
-            else:
-                expanded.append(it)
-        return list(self.iter_detect(expanded))
+        rest continue. Same input rules as :meth:`iter_detect`; the input is consumed
+        lazily and only the (small) Detections are kept, never the decoded images."""
+        return list(self.iter_detect(items))
 
     # -- lifetime ------------------------------------------------------------------------
     def close(self) -> None:
@@ -289,6 +304,52 @@ class Detector:
         return (
             f"Detector(model={self.model.name!r}, backend={self.backend!r}, "
             f"threshold={self.threshold})"
+        )
+
+
+def _check_arguments(
+    backend: object, threshold: object, options: object, max_pixels: object, fast_decode: object
+) -> None:
+    """Type and range checks of the Detector's arguments (typed errors, never TypeError)."""
+    if isinstance(backend, str):
+        if not backend or "\0" in backend:
+            raise InputError(f"backend must be a backend name, got {backend!r}")
+    elif (
+        isinstance(backend, (bytes, bytearray))
+        or not isinstance(backend, Sequence)
+        or not backend
+        or not all(isinstance(n, str) and n and "\0" not in n for n in backend)
+    ):
+        raise InputError(
+            f"backend must be a name ('auto', 'fastest', 'LiteRT'...) or a non-empty list of "
+            f"names, got {type(backend).__name__} {backend!r:.80}"
+        )
+    ok = isinstance(threshold, (int, float, np.integer, np.floating)) and not isinstance(
+        threshold, bool
+    )
+    try:
+        value = float(threshold) if ok else math.nan  # type: ignore[arg-type]
+    except OverflowError:
+        value = math.nan
+    if not (ok and math.isfinite(value) and 0.0 <= value <= 1.0):
+        raise InputError(f"threshold must be a finite number in [0, 1], got {threshold!r:.80}")
+    if not (
+        isinstance(max_pixels, (int, np.integer))
+        and not isinstance(max_pixels, bool)
+        and max_pixels >= 1
+    ):
+        raise InputError(f"max_pixels must be an int >= 1, got {max_pixels!r:.80}")
+    if not isinstance(fast_decode, bool):
+        raise InputError(f"fast_decode must be True or False, got {fast_decode!r:.80}")
+    seq = [options] if options is None or isinstance(options, BackendOptions) else options
+    if (
+        isinstance(seq, (str, bytes))
+        or not isinstance(seq, Sequence)
+        or not all(o is None or isinstance(o, BackendOptions) for o in seq)
+    ):
+        raise OptionError(
+            "options must be a backend options object (LiteRTOptions, ArmNNOptions) or a "
+            f"list of them, got {type(options).__name__}"
         )
 
 

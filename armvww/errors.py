@@ -39,8 +39,11 @@ class ImageDecodeError(ArmvwwError):
     exit_code = 14
 
 
-class InputError(ArmvwwError, ValueError):
-    """An array or argument given to the API has the wrong type, dtype, shape or value."""
+class InputError(ArmvwwError, ValueError, TypeError):
+    """An array or argument given to the API has the wrong type, dtype, shape or value.
+
+    Also a ValueError and a TypeError, so code written against plain Python errors still
+    catches it."""
 
     exit_code = 15
 
@@ -69,8 +72,9 @@ class FetchError(ArmvwwError):
     exit_code = 19
 
 
-class OptionError(ArmvwwError, ValueError):
-    """A backend option is invalid, or the installed runtime cannot honour it."""
+class OptionError(ArmvwwError, ValueError, TypeError):
+    """A backend option is invalid (wrong type or value), or the installed runtime cannot
+    honour it. Also a ValueError and a TypeError."""
 
     exit_code = 20
 

@@ -66,3 +66,17 @@ def progress_bar(args: argparse.Namespace, machine_readable: bool = False) -> tq
     else:
         disable = True if machine_readable else None  # None: tqdm shows it on a terminal only
     return tqdm(total=1, disable=disable, file=sys.stderr, leave=False, mininterval=0.1)
+
+
+def printable(text: str) -> str:
+    """``text`` safe for one table cell: bytes of a non-UTF-8 file name (kept as surrogates
+    by Python) become ``\\xff``, control characters (a newline in a name) ``\\n``-style
+    escapes, so a row stays one line and printing never raises UnicodeEncodeError."""
+    try:
+        raw = text.encode("utf-8", "surrogateescape")
+    except UnicodeEncodeError:
+        raw = text.encode("utf-8", "backslashreplace")
+    text = raw.decode("utf-8", "backslashreplace")
+    return "".join(
+        c if c.isprintable() else c.encode("unicode_escape").decode("ascii") for c in text
+    )

@@ -8,7 +8,7 @@ from typing import Any
 
 from .. import labels
 from ..detector import Detector
-from .common import EXIT_ITEM_ERRORS, EXIT_OK, add_backend_arg, add_model_arg, emit
+from .common import EXIT_ITEM_ERRORS, EXIT_OK, add_backend_arg, add_model_arg, emit, printable
 
 log = logging.getLogger("armvww")
 
@@ -28,14 +28,15 @@ def cmd_detect(args: argparse.Namespace) -> int:
             print(f"model {det.model.name}  backend {det.backend}  threshold {det.threshold}")
             for reason in det.fallback:
                 print(f"  skipped {reason}")
-            names = [labels.short_name(str(r.source), args.images) for r in results]
+            names = [printable(labels.short_name(str(r.source), args.images)) for r in results]
             width = max([len(n) for n in names] + [5])
             print(f"{'image':<{width}}  {'truth':<9}  {'result':<9}  {'P(person)':>9}  runtime")
             for name, r in zip(names, results, strict=True):
                 known = labels.truth_of(r, truth)
                 t = "-" if known is None else labels.NAMES[known]
                 if r.error is not None:
-                    print(f"{name:<{width}}  {t:<9}  {'error':<9}  {'-':>9}  {r.error}")
+                    err = printable(str(r.error))
+                    print(f"{name:<{width}}  {t:<9}  {'error':<9}  {'-':>9}  {err}")
                     continue
                 mark = "" if known is None or known == int(r.person) else "  <- wrong"
                 print(f"{name:<{width}}  {t:<9}  {r.label:<9}  {r.score:>9.3f}  {r.runtime}{mark}")

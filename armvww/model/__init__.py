@@ -235,14 +235,16 @@ def _verify_known(
     data: bytes, sha1: str, where: str, name_hint: str | None
 ) -> manifest.KnownModel | None:
     known = manifest.by_sha1(sha1)
-    if known is not None:
-        return known
     expected = manifest.by_name(name_hint) if name_hint else None
-    if expected is not None:
+    if known is not None and (expected is None or expected is known):
+        return known
+    if expected is not None:  # a known name must hold that model's bytes, not another's
         raise ModelIntegrityError(
             f"{where} should be ML-zoo {expected.name} ({expected.size} bytes, SHA-1 "
-            f"{expected.sha1}) but is {len(data)} bytes with SHA-1 {sha1}; the file is damaged "
-            f"or not that model: delete it and run `armvww fetch {expected.name}`"
+            f"{expected.sha1}) but is {len(data)} bytes with SHA-1 {sha1}"
+            + (f" (that is {known.name})" if known else "")
+            + f"; the file is damaged or not that model: delete it and run `armvww fetch "
+            f"{expected.name}`"
         )
     return None
 

@@ -24,7 +24,14 @@ import urllib.error
 import urllib.request
 from pathlib import Path
 
-from ..errors import FetchError, ModelIntegrityError, ModelNotFoundError, UnsupportedModelError
+from .. import files
+from ..errors import (
+    FetchError,
+    InputError,
+    ModelIntegrityError,
+    ModelNotFoundError,
+    UnsupportedModelError,
+)
 from . import MAX_MODEL_BYTES, Model, manifest, parse_model
 
 log = logging.getLogger(__name__)
@@ -49,7 +56,7 @@ def search_dirs() -> list[Path]:
     env = os.environ.get("ARMVWW_MODEL")
     if env:
         p = Path(env)
-        dirs.append(p if p.is_dir() else p.parent)
+        dirs.append(p if files.kind(p) == "dir" else p.parent)
     env_dir = os.environ.get("ARMVWW_MODEL_DIR")
     if env_dir:
         dirs.append(Path(env_dir))
@@ -57,14 +64,24 @@ def search_dirs() -> list[Path]:
     return dirs
 
 
-def find_known(name: str) -> Path | None:
-    """Path of the known model ``name`` if a copy exists in :func:`search_dirs`."""
+def find_known(name: str, problems: list[str] | None = None) -> Path | None:
+    """Path of the known model ``name`` if an entry of that file name exists in
+    :func:`search_dirs` (of any kind: reading a FIFO or a device named like the model then
+    fails with a clear error, it is not skipped). A folder that cannot be searched (EACCES,
+    ENAMETOOLONG...) is skipped with a warning, and its reason appended to ``problems``."""
     known = manifest.by_name(name)
     if known is None:
         return None
     for d in search_dirs():
         f = d / known.filename
-        if f.is_file():
+        k = files.kind(f)
+        if isinstance(k, OSError):
+            why = f"{d}: {k.strerror or k}"
+            log.warning("model folder %s cannot be searched: %s", d, k.strerror or k)
+            if problems is not None:
+                problems.append(why)
+            continue
+        if k != "missing":
             return f
     return None
 
@@ -88,18 +105,28 @@ def load_model(source: ModelSource = None) -> Model:
         return parse_model(bytes(source), "<bytes>")
     if source is None:
         env = os.environ.get("ARMVWW_MODEL")
-        if env and not Path(env).is_dir():
+        if env and files.kind(env) != "dir":
             return _load_path(Path(env))
         source = manifest.DEFAULT_MODEL
+    if not isinstance(source, (str, os.PathLike)):
+        raise InputError(
+            "model must be a path, bytes, a Model or a known name "
+            f"({', '.join(manifest.KNOWN_MODELS)}), got {type(source).__name__}"
+        )
     text = os.fspath(source)
-    if manifest.by_name(text) is not None and os.sep not in text and not Path(text).exists():
-        path = find_known(text)
+    if not isinstance(text, str) or "\0" in text:
+        raise InputError(f"model path {text!r:.200} is not a valid path (bytes or a NUL byte)")
+    if manifest.by_name(text) is not None and os.sep not in text and files.kind(text) == "missing":
+        problems: list[str] = []
+        path = find_known(text, problems)
         if path is None:
             known = manifest.by_name(text)
             assert known is not None
             where = ", ".join(str(d) for d in search_dirs())
+            unsearchable = f" (could not search {'; '.join(problems)})" if problems else ""
             raise ModelNotFoundError(
-                f"model {known.name} ({known.filename}) was not found in: {where}. Run "
+                f"model {known.name} ({known.filename}) was not found in: {where}"
+                f"{unsearchable}. Run "
                 f"`armvww fetch {known.name}` (downloads {known.size} bytes from ML-zoo and "
                 "verifies SHA-1), or set ARMVWW_MODEL to the file's path"
             )
@@ -108,20 +135,17 @@ def load_model(source: ModelSource = None) -> Model:
 
 
 def _load_path(path: Path, hint: str | None = None) -> Model:
-    try:
+    """Read a model file: a regular file of at most MAX_MODEL_BYTES, read bounded (a FIFO,
+    ``/dev/zero`` or a directory is refused before reading; see :mod:`armvww.files`)."""
+    k = files.kind(path)
+    if k == "file":
         size = path.stat().st_size
         if size > MAX_MODEL_BYTES:
             raise UnsupportedModelError(
                 f"model {str(path)!r} is {size} bytes; armvww accepts models up to "
                 f"{MAX_MODEL_BYTES} bytes"
             )
-        data = path.read_bytes()
-    except FileNotFoundError as exc:
-        raise ModelNotFoundError(f"model file {str(path)!r} does not exist") from exc
-    except IsADirectoryError as exc:
-        raise ModelNotFoundError(f"model path {str(path)!r} is a directory, not a file") from exc
-    except OSError as exc:
-        raise ModelNotFoundError(f"model file {str(path)!r} cannot be read: {exc}") from exc
+    data = files.read_regular_file(path, MAX_MODEL_BYTES, "model file", ModelNotFoundError)
     return parse_model(data, str(path), name_hint=hint or path.name)
 
 
@@ -141,13 +165,14 @@ def fetch(name: str, dest_dir: Path | None = None, timeout: float = 60.0) -> Pat
         )
     dest_dir = dest_dir or cache_dir()
     dest = dest_dir / known.filename
-    if dest.is_file():
+    if files.kind(dest) == "file":
         try:
-            parse_model(dest.read_bytes(), str(dest), name_hint=known.name)
+            data = files.read_regular_file(dest, MAX_MODEL_BYTES, "model file", ModelNotFoundError)
+            parse_model(data, str(dest), name_hint=known.name)
             log.info("%s already present and verified at %s", known.name, dest)
             return dest
-        except (ModelIntegrityError, UnsupportedModelError):
-            log.warning("existing %s failed verification; downloading again", dest)
+        except (ModelIntegrityError, UnsupportedModelError, ModelNotFoundError) as exc:
+            log.warning("existing %s failed verification (%s); downloading again", dest, exc)
     log.info("downloading %s from %s", known.name, known.url)
     try:
         with urllib.request.urlopen(known.url, timeout=timeout) as resp:  # noqa: S310

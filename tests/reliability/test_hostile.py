@@ -1,0 +1,473 @@
+"""Hostile inputs, second round (issue 14): one test group per class of defect.
+
+Each class is tested through its general rule, with more than the one reported instance.
+Permission tests run the command as root with the capabilities that bypass permission bits
+dropped (``setpriv``), so the kernel really refuses; nothing is mocked.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import math
+import os
+import shutil
+import subprocess
+import sys
+import threading
+import time
+import tracemalloc
+from collections.abc import Iterator
+from pathlib import Path
+from typing import ClassVar
+
+import numpy as np
+import pytest
+from PIL import EpsImagePlugin, Image, PdfImagePlugin, PngImagePlugin
+
+import armvww
+from armvww import images
+from armvww.model import store
+from armvww.errors import (
+    ArmvwwError,
+    ImageDecodeError,
+    InputError,
+    ModelIntegrityError,
+    ModelNotFoundError,
+    OptionError,
+)
+
+from . import fuzzlib
+
+pytestmark = pytest.mark.litert
+REPO = Path(__file__).resolve().parents[2]
+
+
+def _png(img: Image.Image) -> bytes:
+    return fuzzlib.encode(img, "PNG")
+
+
+def _cli(
+    args: list[str], env: dict[str, str] | None = None, unprivileged: bool = False
+) -> subprocess.CompletedProcess[bytes]:
+    cmd = [sys.executable, "-m", "armvww", *args]
+    if unprivileged and os.geteuid() == 0:
+        if shutil.which("setpriv") is None:
+            pytest.skip("root without setpriv: permission bits do not bite")
+        cmd = ["setpriv", "--bounding-set", "-dac_override,-dac_read_search", *cmd]
+    full = dict(os.environ, PYTHONPATH=str(REPO), **(env or {}))
+    return subprocess.run(cmd, capture_output=True, env=full, cwd=REPO, timeout=120)
+
+
+# -- 1: only the supported decoders see untrusted bytes ------------------------------------
+EPS = b"%!PS-Adobe-3.0 EPSF-3.0\n%%BoundingBox: 0 0 10 10\n{ } loop\nshowpage\n"
+PDF = b"%PDF-1.4\n1 0 obj<<>>endobj\ntrailer<<>>\n%%EOF\n"
+
+
+@pytest.mark.parametrize("data", [EPS, b"\xc5\xd0\xd3\xc6" + b"\0" * 40 + EPS, PDF])
+def test_eps_and_other_plugins_are_never_reached(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path, data: bytes
+) -> None:
+    reached: list[str] = []
+
+    def spy(name: str):  # type: ignore[no-untyped-def]
+        def _open(self: object) -> None:
+            reached.append(name)
+            raise SyntaxError("spy")
+
+        return _open
+
+    monkeypatch.setattr(EpsImagePlugin.EpsImageFile, "_open", spy("EPS"))
+    f = tmp_path / "holiday.png"  # the name must not matter
+    f.write_bytes(data)
+    for src in (data, f):
+        with pytest.raises(ImageDecodeError, match="not in a format armvww reads"):
+            images.load_image(src)
+    assert reached == []
+    assert "EPS" not in images.FORMATS and "PDF" not in images.FORMATS
+    assert PdfImagePlugin  # imported: Pillow knows PDF, armvww still does not open it
+
+
+# -- 4: missing data is an error, not a grey fill ------------------------------------------
+def _photo(samples: list[tuple[Path, int]]) -> Image.Image:
+    return Image.open(samples[0][0]).convert("RGB")
+
+
+@pytest.mark.parametrize("progressive", [False, True])
+@pytest.mark.parametrize("tail", [b"\xff\xd9", b"\xff\xfe\x00\x04ok\xff\xd9", b"\xff\xd9\xff\xd9"])
+def test_a_jpeg_cut_short_is_refused_whatever_closes_it(
+    samples: list[tuple[Path, int]], progressive: bool, tail: bytes
+) -> None:
+    buf = io.BytesIO()
+    _photo(samples).save(buf, "JPEG", quality=90, progressive=progressive)
+    data = buf.getvalue()
+    images.load_image(data)  # the whole file decodes
+    for cut in (len(data) // 3, len(data) // 2, len(data) - 200):
+        with pytest.raises(ImageDecodeError, match="truncated or corrupt"):
+            images.load_image(data[:cut] + tail)
+
+
+def test_a_png_cut_short_is_refused_even_with_an_iend(samples: list[tuple[Path, int]]) -> None:
+    data = _png(_photo(samples))
+    iend = data[-12:]
+    for cut in (len(data) // 3, len(data) - 100):
+        with pytest.raises(ImageDecodeError):
+            images.load_image(data[:cut] + iend)
+
+
+# -- aspect-ratio bomb and 16-bit memory -------------------------------------------------
+def test_an_aspect_ratio_bomb_is_refused_from_the_header(
+    det: armvww.Detector, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    decoded: list[tuple[int, int]] = []
+    real_load = PngImagePlugin.PngImageFile.load
+
+    def spy(self: PngImagePlugin.PngImageFile):  # type: ignore[no-untyped-def]
+        decoded.append(self.size)
+        return real_load(self)
+
+    monkeypatch.setattr(PngImagePlugin.PngImageFile, "load", spy)
+    for w, h in ((1, 67_108_864), (40_000_000, 1), (3, 8_000_000)):
+        with pytest.raises(ImageDecodeError, match="aspect ratio"):
+            det.detect(fuzzlib.png_with_size(w, h))
+    assert decoded == []
+
+
+def test_16bit_grey_is_scaled_in_slices() -> None:
+    a = np.random.default_rng(1).integers(0, 65536, size=(2048, 1024), dtype=np.uint16)
+    a[0, :4] = (0, 65535, 128, 129)
+    img = Image.fromarray(a)
+    assert img.mode == "I;16"
+    tracemalloc.start()
+    try:
+        out = images.load_image(img)
+        _, peak = tracemalloc.get_traced_memory()
+    finally:
+        tracemalloc.stop()
+    want = ((a.astype(np.int64) * 255 + 32767) // 65535).astype(np.uint8)
+    assert np.array_equal(np.asarray(out), want)
+    # int64 copies of the whole image were 16x and more the 8-bit size
+    assert peak < 5 * a.size, peak  # the 16-bit pixels (2x), the output (1x), slices
+
+
+# -- 2 + 5: files that are not regular files are refused before reading --------------------
+def _fifo(path: Path) -> Path:
+    os.mkfifo(path)
+    return path
+
+
+def test_model_paths_that_are_not_regular_files(tmp_path: Path) -> None:
+    fifo = _fifo(tmp_path / "vww2_50_50_INT8.tflite")
+    cases: list[tuple[list[str], dict[str, str]]] = [
+        (["info", "-m", "/dev/zero"], {}),
+        (["info", "-m", str(fifo)], {}),
+        (["info"], {"ARMVWW_MODEL": "/dev/zero"}),
+        (["info"], {"ARMVWW_MODEL": str(fifo)}),
+        (["info", "-m", "vww2"], {"ARMVWW_MODEL_DIR": str(tmp_path)}),
+        (["info", "-m", "vww2"], {"ARMVWW_MODEL": str(fifo)}),
+        (["info", "-m", str(tmp_path)], {}),
+    ]
+    for args, env in cases:
+        r = _cli(args, env)
+        assert r.returncode == ModelNotFoundError.exit_code, (args, env, r.stderr)
+        err = r.stderr.decode()
+        assert "not a regular file" in err or "directory" in err, err
+        assert "Traceback" not in err
+
+
+def test_the_cache_folder_is_checked_too(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv("ARMVWW_MODEL_DIR")
+    cache = store.cache_dir()
+    cache.mkdir(parents=True, exist_ok=True)
+    fifo = _fifo(cache / "vww4_128_128_INT8.tflite")
+    try:
+        with pytest.raises(ModelNotFoundError, match="not a regular file"):
+            store.load_model("vww4")
+    finally:
+        fifo.unlink()
+
+
+# -- 3: a known name and its hash agree ----------------------------------------------------
+def test_a_known_name_holding_another_known_model_is_refused(
+    tmp_path: Path, vww4_bytes: bytes, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    fake = tmp_path / "vww2_50_50_INT8.tflite"
+    fake.write_bytes(vww4_bytes)
+    with pytest.raises(ModelIntegrityError, match="that is vww4"):
+        store.load_model(fake)
+    monkeypatch.setenv("ARMVWW_MODEL_DIR", str(tmp_path))
+    with pytest.raises(ModelIntegrityError, match="should be ML-zoo vww2"):
+        store.load_model("vww2")
+
+    fetched: list[str] = []
+
+    def no_network(*a: object, **k: object) -> None:
+        fetched.append("urlopen")
+        raise OSError("offline")
+
+    monkeypatch.setattr(store.urllib.request, "urlopen", no_network)
+    with pytest.raises(armvww.FetchError):  # not "already present and verified"
+        store.fetch("vww2", tmp_path)
+    assert fetched == ["urlopen"]
+    assert fake.read_bytes() == vww4_bytes  # left alone: nothing verified replaced it
+
+
+# -- 6/7: stat errors and unlistable folders are per-item errors -----------------------------
+def test_a_name_too_long_is_a_per_item_error(det: armvww.Detector, tmp_path: Path) -> None:
+    good = tmp_path / "ok.png"
+    good.write_bytes(_png(Image.new("L", (9, 9))))
+    long = str(tmp_path / ("x" * 300 + ".png"))
+    deep = str(tmp_path / "/".join(["d" * 200] * 30) / "y.png")
+    out = det.detect_many([long, good, deep, Path(long)])
+    assert [r.ok for r in out] == [False, True, False, False]
+    assert all(isinstance(r.error, ImageDecodeError) for r in out if not r.ok)
+    assert "File name too long" in str(out[0].error)
+
+
+def _permission_tree(root: Path) -> dict[str, str | None]:
+    """good files, a folder without read permission, one without search permission."""
+    ok = _png(Image.new("L", (9, 9), 7))
+    (root / "a.png").write_bytes(ok)
+    for sub in ("noread", "nosearch", "z"):
+        (root / sub).mkdir()
+        (root / sub / "in.png").write_bytes(ok)
+    (root / "noread").chmod(0o300)  # search, but no listing
+    (root / "nosearch").chmod(0o600)  # listing, but no search
+    return {
+        "a.png": None,
+        "noread": "ImageDecodeError",
+        "nosearch/in.png": "ImageDecodeError",
+        "z/in.png": None,
+    }
+
+
+def test_unlistable_and_unsearchable_folders_are_reported(vww2_path: Path, tmp_path: Path) -> None:
+    expected = _permission_tree(tmp_path)
+    try:
+        r = _cli(
+            ["detect", "--json", "-m", str(vww2_path), "-b", "LiteRT", str(tmp_path)],
+            unprivileged=True,
+        )
+        alone = _cli(
+            ["detect", "--json", "-m", str(vww2_path), "-b", "LiteRT", str(tmp_path / "noread")],
+            unprivileged=True,
+        )
+        model_dir = _cli(
+            ["info", "-m", "vww2"],
+            {"ARMVWW_MODEL_DIR": str(tmp_path / "nosearch")},
+            unprivileged=True,
+        )
+    finally:
+        (tmp_path / "noread").chmod(0o755)
+        (tmp_path / "nosearch").chmod(0o755)
+    assert r.returncode == 1 and b"Traceback" not in r.stderr, r.stderr
+    got = [json.loads(x) for x in r.stdout.splitlines()]
+    assert [(d["source"], d.get("error", {}).get("type")) for d in got] == [
+        (str(tmp_path / k), v) for k, v in expected.items()
+    ]
+    assert "cannot be listed" in got[1]["error"]["message"]
+    assert alone.returncode == 1, alone.stderr
+    assert [json.loads(x)["source"] for x in alone.stdout.splitlines()] == [
+        str(tmp_path / "noread")
+    ]
+    # an unsearchable ARMVWW_MODEL_DIR is skipped with a warning; vww2 is found elsewhere
+    # (models/ or the cache) or the not-found error names the folder: never a traceback
+    assert b"Traceback" not in model_dir.stderr
+    assert b"cannot be searched" in model_dir.stderr or model_dir.returncode == 0
+
+
+def test_symlinked_folders_are_followed_and_loops_reported(
+    det: armvww.Detector, tmp_path: Path
+) -> None:
+    real = tmp_path / "real"
+    real.mkdir()
+    (real / "p.png").write_bytes(_png(Image.new("L", (9, 9))))
+    top = tmp_path / "top"
+    top.mkdir()
+    (top / "link").symlink_to(real)
+    (top / "loop").symlink_to(top)
+    out = det.detect_many(top)
+    assert [(r.source, r.ok) for r in out] == [
+        (str(top / "link" / "p.png"), True),
+        (str(top / "loop"), False),
+    ]
+    assert "loop" in str(out[1].error)
+
+
+# -- 8: detect_many / iter_detect input rules ------------------------------------------------
+def test_a_path_string_is_one_item(det: armvww.Detector, tmp_path: Path) -> None:
+    f = tmp_path / "one.png"
+    f.write_bytes(_png(Image.new("L", (9, 9))))
+    for arg in (str(f), f, os.fsencode(f)):
+        out = det.detect_many(arg)  # type: ignore[arg-type]
+        assert len(out) == 1
+    assert det.detect_many(str(f))[0].ok  # a str path: that file
+    assert not det.detect_many(os.fsencode(f))[0].ok  # bytes are image data, one item
+    assert len(det.detect_many(str(tmp_path))) == 1  # a folder: its images
+    assert [r.ok for r in det.detect_many(_png(Image.new("L", (9, 9))))] == [True]
+    assert len(det.detect_many(np.zeros((20, 20), np.uint8))) == 1
+    out = det.detect_many(12345)  # type: ignore[arg-type]
+    assert len(out) == 1 and isinstance(out[0].error, InputError)
+
+
+def test_a_generator_that_raises_keeps_what_it_produced(det: armvww.Detector) -> None:
+    good = _png(Image.new("L", (9, 9)))
+
+    def gen() -> Iterator[bytes]:
+        yield good
+        yield b"junk"
+        raise RuntimeError("disk on fire")
+
+    out = det.detect_many(gen())
+    assert [r.ok for r in out] == [True, False, False]
+    assert isinstance(out[2].error, InputError) and "disk on fire" in str(out[2].error)
+    assert "after 2 items" in str(out[2].error)
+
+
+def test_a_nul_path_is_a_per_item_error(det: armvww.Detector) -> None:
+    good = _png(Image.new("L", (9, 9)))
+    out = det.detect_many([good, "a\0b.png", Path("c\0d"), good])
+    assert [r.ok for r in out] == [True, False, False, True]
+    assert all(isinstance(r.error, InputError) for r in out[1:3])
+    with pytest.raises(InputError):
+        det.detect("a\0b.png")
+
+
+def test_inputs_are_consumed_lazily(det: armvww.Detector) -> None:
+    pulled = 0
+
+    def gen() -> Iterator[np.ndarray]:
+        nonlocal pulled
+        for _ in range(5):
+            pulled += 1
+            yield np.zeros((30, 30), np.uint8)
+
+    it = det.iter_detect(gen())
+    next(it)
+    assert pulled == 1
+    assert len(list(it)) == 4 and pulled == 5
+
+    tracemalloc.start()
+    try:
+        out = det.detect_many(np.full((400, 400, 3), i, np.uint8) for i in range(60))
+        _, peak = tracemalloc.get_traced_memory()
+    finally:
+        tracemalloc.stop()
+    assert len(out) == 60 and all(r.ok for r in out)
+    assert peak < 20 * 400 * 400 * 3, peak  # all 60 arrays at once would be 60x
+
+
+# -- 9: file names that are not UTF-8 or hold newlines ---------------------------------------
+def test_odd_file_names_keep_the_table_intact(vww2_path: Path, tmp_path: Path) -> None:
+    png = _png(Image.new("L", (9, 9)))
+    root = os.fsencode(tmp_path)
+    for name in (b"bad\xff.png", b"two\nlines.png", b"tab\there.png"):
+        with open(root + b"/" + name, "wb") as f:
+            f.write(png)
+    with open(root + b"/broken\xfe\n.png", "wb") as f:
+        f.write(b"not a png")
+    r = _cli(["detect", "-m", str(vww2_path), "-b", "LiteRT", str(tmp_path)])
+    assert r.returncode == 1 and b"Traceback" not in r.stderr, r.stderr
+    rows = r.stdout.decode("utf-8").splitlines()[2:]
+    assert len(rows) == 4, rows
+    assert "bad\\xff.png" in rows[0] and "broken\\xfe\\n.png" in rows[1]
+    assert "tab\\there.png" in rows[2] and "two\\nlines.png" in rows[3]
+    js = _cli(["detect", "--json", "-m", str(vww2_path), "-b", "LiteRT", str(tmp_path)])
+    assert len(js.stdout.splitlines()) == 4
+
+
+# -- 11: every public-API argument error is typed ---------------------------------------------
+@pytest.mark.parametrize(
+    "kwargs",
+    [
+        {"backend": 123},
+        {"backend": None},
+        {"backend": b"LiteRT"},
+        {"backend": []},
+        {"backend": ["LiteRT", 3]},
+        {"backend": "Lite\0RT"},
+        {"threshold": 10**400},
+        {"threshold": math.nan},
+        {"threshold": math.inf},
+        {"threshold": "0.5"},
+        {"threshold": True},
+        {"max_pixels": math.nan},
+        {"max_pixels": 1e9},
+        {"max_pixels": 0},
+        {"max_pixels": -5},
+        {"fast_decode": "yes"},
+        {"options": object()},
+        {"options": [object()]},
+        {"options": "LiteRT"},
+    ],
+)
+def test_bad_detector_arguments_are_typed(vww2_path: Path, kwargs: dict[str, object]) -> None:
+    with pytest.raises((InputError, OptionError)) as info:
+        armvww.Detector(vww2_path, **kwargs)  # type: ignore[arg-type]
+    assert isinstance(info.value, ArmvwwError)
+
+
+@pytest.mark.parametrize("model", [12345, object(), 1.5, ["vww2"], "a\0b", Path("a\0b")])
+def test_bad_model_arguments_are_typed(model: object) -> None:
+    with pytest.raises(InputError):
+        armvww.Detector(model, backend="LiteRT")  # type: ignore[arg-type]
+
+
+def test_load_image_checks_max_pixels() -> None:
+    for bad in (math.nan, math.inf, -1, 0, "9", None):
+        with pytest.raises(InputError):
+            images.load_image(np.zeros((4, 4), np.uint8), max_pixels=bad)  # type: ignore[arg-type]
+
+
+# -- 12: outputs never mix between threads ---------------------------------------------------
+class _SlowView:
+    """Reads the shared buffer 1 ms after being asked: widens any copy-after-unlock race."""
+
+    def __init__(self, buf: np.ndarray) -> None:
+        self.buf = buf
+
+    def __array__(self, dtype: object = None, copy: object = None) -> np.ndarray:
+        time.sleep(0.001)
+        return self.buf
+
+
+class ReusedBufferSession:
+    """A stand-in session (named so: not a backend) whose output is a view of ONE buffer
+    that every call rewrites, as PyArmNN's output is."""
+
+    backend = "ReusedBufferStandIn"
+    runtime = "stand-in"
+    info: ClassVar[dict[str, object]] = {}
+
+    def __init__(self) -> None:
+        self.buf = np.zeros((1, 2), np.int8)
+
+    def run(self, q: np.ndarray) -> _SlowView:
+        self.buf[0, :] = q.flat[0]
+        return _SlowView(self.buf)
+
+    def close(self) -> None:
+        pass
+
+
+def test_outputs_are_copied_under_the_lock(
+    det: armvww.Detector, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    d = armvww.Detector(det.model, backend="LiteRT")
+    monkeypatch.setattr(d, "_session", ReusedBufferSession())
+    bad: list[tuple[int, list[list[int]]]] = []
+
+    def worker(k: int) -> None:
+        q = np.full(d.input_shape, k, np.int8)
+        for _ in range(40):
+            out = d.run(q)
+            if out.tolist() != [[k, k]]:
+                bad.append((k, out.tolist()))
+
+    ts = [threading.Thread(target=worker, args=(k,)) for k in range(8)]
+    for t in ts:
+        t.start()
+    for t in ts:
+        t.join()
+    d.close()
+    assert bad == []
