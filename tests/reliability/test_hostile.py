@@ -27,7 +27,6 @@ from PIL import EpsImagePlugin, Image, PdfImagePlugin, PngImagePlugin
 
 import armvww
 from armvww import images
-from armvww.model import store
 from armvww.errors import (
     ArmvwwError,
     ImageDecodeError,
@@ -36,6 +35,7 @@ from armvww.errors import (
     ModelNotFoundError,
     OptionError,
 )
+from armvww.model import store
 
 from . import fuzzlib
 
