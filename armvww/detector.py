@@ -44,6 +44,8 @@ class Detection:
         runtime: the runtime that computed it (package, version and kernels, e.g.
             ``"ai-edge-litert 2.3.0, XNNPACK"``): one backend name can hide runtimes whose
             decisions differ.
+        route: how the backend's family was reached (Arm NN: ``"parser"`` or
+            ``"delegate"``, whose runtime names the library); empty for LiteRT.
     """
 
     person: bool
@@ -55,6 +57,7 @@ class Detection:
     error: ArmvwwError | None = None
     selection: str = ""
     runtime: str = ""
+    route: str = ""
 
     @property
     def ok(self) -> bool:
@@ -83,6 +86,8 @@ class Detection:
             d["fallback"] = list(self.fallback)
         if self.selection:
             d["selection"] = self.selection
+        if self.route:
+            d["route"] = self.route
         if self.error is not None:
             d["error"] = {"type": type(self.error).__name__, "message": str(self.error)}
         return d
@@ -170,6 +175,11 @@ class Detector:
         return self._session.runtime
 
     @property
+    def route(self) -> str:
+        """How the backend's family was reached (Arm NN: ``"parser"`` or ``"delegate"``)."""
+        return self._session.route
+
+    @property
     def session_info(self) -> dict[str, Any]:
         """What the backend reports about the loaded network (placement, options, timings)."""
         return dict(self._session.info)
@@ -233,6 +243,7 @@ class Detector:
             fallback=self.fallback,
             selection=self.selection,
             runtime=self.runtime,
+            route=self.route,
         )
 
     def detect(self, image: images.ImageInput) -> Detection:
@@ -276,6 +287,7 @@ class Detector:
             error=error,
             selection=self.selection,
             runtime=self.runtime,
+            route=self.route,
         )
 
     def detect_many(

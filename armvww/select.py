@@ -319,12 +319,13 @@ def open_backend(
     errors: list[type[BackendUnavailableError]] = []
     for i, name in enumerate(names):
         cls = backends.get(name)
-        av = backends.availability(cls.name)
+        opts = _pick_options(options, cls)
+        av = backends.availability(cls.name, opts)
         if not av.available:
             reasons.append(f"{cls.name}: {av.reason}")
             continue
         try:
-            session = cls.open(model, _pick_options(options, cls), tuple(names[i + 1 :]))
+            session = cls.open(model, opts, tuple(names[i + 1 :]))
         except (BackendUnavailableError, BackendError) as exc:
             reasons.append(f"{cls.name}: {exc}")
             if isinstance(exc, DefectiveRuntimeError):

@@ -59,10 +59,11 @@ def get(name: str) -> type[Backend]:
     return backend
 
 
-def availability(name: str) -> Availability:
-    """Availability of one backend; an import failure is reported, never raised."""
+def availability(name: str, options: BackendOptions | None = None) -> Availability:
+    """Availability of one backend (with ``options``, when they choose the runtime); an
+    import failure is reported, never raised."""
     try:
-        return get(name).availability()
+        return get(name).availability_with(options)
     except BackendUnavailableError:
         raise
     except Exception as exc:  # a broken runtime install must not break the lister

@@ -1,4 +1,12 @@
-"""Arm NN backends through PyArmNN's TfLite parser: GpuAcc, CpuAcc and CpuRef.
+"""Arm NN backends GpuAcc, CpuAcc and CpuRef, by two routes: PyArmNN's TfLite parser (this
+module) and Arm NN's TfLite delegate loaded into LiteRT (:mod:`armvww.backends.armnn_delegate`).
+
+The route is ``ArmNNOptions.route``: ``"parser"``, ``"delegate"`` or ``"auto"`` (the default:
+the parser when PyArmNN works here and the options allow it, else the delegate). Each
+backend's :class:`~armvww.backends.base.Availability` gives both routes in
+``details["routes"]``; a session says which route ran in ``info["route"]``.
+
+Parser route.
 
 Flow: ``ITfLiteParser`` -> ``Optimize`` with an ordered list of Arm NN backends ->
 ``LoadNetwork`` -> ``EnqueueWorkload``. One class per Arm NN backend, one shared
@@ -48,6 +56,8 @@ from ..errors import (
     OptionError,
 )
 from ..model import Model
+from . import armnn_delegate
+from .armnn_delegate import LOG_SEVERITIES
 from .base import Availability, Backend, BackendOptions, Session, emulation_info
 
 log = logging.getLogger(__name__)
@@ -61,6 +71,9 @@ ARMNN_BACKENDS: tuple[str, ...] = ("CpuRef", "CpuAcc", "GpuAcc")
 DEFAULT_PROBE_TIMEOUT = 300.0
 
 _DOT_LAYER = re.compile(r"LayerName : (.*?)\\l.*?BackendID : (\w+)")
+
+#: The routes into Arm NN (``ArmNNOptions.route``).
+ROUTES: tuple[str, ...] = ("auto", "parser", "delegate")
 
 
 @dataclass(frozen=True)
@@ -82,7 +95,27 @@ class ArmNNOptions(BackendOptions):
         gpu_save_cached_network: write ``gpu_cached_network`` after loading.
         allow_defective: run models with PAD even on a runtime that fails the PAD probe.
         profiling: enable Arm NN's profiler; per-workload times and backends go to
-            ``session.info["profile"]`` after each :meth:`ArmNNSession.profile` call.
+            ``session.info["profile"]`` after each :meth:`ArmNNSession.profile` call
+            (parser route only).
+        route: ``"auto"`` (parser when PyArmNN works and can honour the options, else the
+            delegate), ``"parser"`` or ``"delegate"``.
+        delegate_path: the delegate library (a file or a folder); default: the environment
+            variable ``ARMVWW_ARMNN_DELEGATE``, then the standard places
+            (:func:`armvww.backends.armnn_delegate.find_delegate`). Delegate route only.
+        gpu_mlgo_tuning_file: GpuAcc MLGO heuristics file (delegate route only).
+        log_severity: Arm NN's log level on the delegate route (``trace`` .. ``fatal``;
+            default ``fatal``: quiet). Process-wide in Arm NN.
+        dot_file: write the optimised network as Graphviz ``.dot`` here at load (delegate
+            route only).
+        pure_armnn: delegate route: fail to load rather than let LiteRT's kernels run nodes
+            Arm NN cannot (``disable-tflite-runtime-fallback``). The parser route is always
+            pure Arm NN.
+
+    On the delegate route, ``gpu_tuning_level``, ``gpu_tuning_file`` and
+    ``gpu_kernel_profiling`` configure Arm NN's process-wide runtime, which the first
+    delegate of the process creates: a later session asking for other values raises
+    :class:`~armvww.errors.OptionError`. A tuning file is read when the runtime is made and
+    written (after tuning, level > 0) when the process exits.
     """
 
     cpu_threads: int | None = None
@@ -95,8 +128,21 @@ class ArmNNOptions(BackendOptions):
     gpu_save_cached_network: bool = False
     allow_defective: bool = False
     profiling: bool = False
+    route: str = "auto"
+    delegate_path: str | None = None
+    gpu_mlgo_tuning_file: str | None = None
+    log_severity: str | None = None
+    dot_file: str | None = None
+    pure_armnn: bool = False
 
     def __post_init__(self) -> None:
+        if self.route not in ROUTES:
+            raise OptionError(f"route must be one of {', '.join(ROUTES)}, got {self.route!r}")
+        if self.log_severity is not None and self.log_severity not in LOG_SEVERITIES:
+            raise OptionError(
+                f"log_severity must be one of {', '.join(LOG_SEVERITIES)}, "
+                f"got {self.log_severity!r}"
+            )
         if self.cpu_threads is not None and not (
             isinstance(self.cpu_threads, int) and 1 <= self.cpu_threads <= 64
         ):
@@ -298,7 +344,9 @@ def _backend_options(ann: ModuleType, name: str, pairs: list[tuple[str, Any]]) -
 
 
 class ArmNNSession(Session):
-    """One network loaded on Arm NN with an ordered backend preference list."""
+    """One network loaded on Arm NN (parser route) with an ordered backend preference list."""
+
+    route = "parser"
 
     def __init__(self, model: Model, prefs: Sequence[str], opts: ArmNNOptions, defective: bool):
         ann = import_pyarmnn()
@@ -311,6 +359,7 @@ class ArmNNSession(Session):
         self._net_id: int | None = None
         self.info: dict[str, Any] = {
             "runtime": self.runtime,
+            "route": "parser",
             "preferences": list(prefs),
             "options": {k: v for k, v in opts.__dict__.items() if v not in (None, False)},
         }
@@ -535,55 +584,208 @@ class ArmNNSession(Session):
 # --------------------------------------------------------------------------- the backends
 
 
+#: Options only the delegate route can honour.
+DELEGATE_ONLY: tuple[str, ...] = (
+    "delegate_path",
+    "gpu_mlgo_tuning_file",
+    "log_severity",
+    "dot_file",
+    "gpu_tuning_level",
+    "gpu_tuning_file",
+    "gpu_kernel_profiling",
+)
+#: Options the parser route honours only with model options (BackendOptions) in PyArmNN.
+_PARSER_MODEL_OPTIONS: tuple[str, ...] = (
+    "cpu_threads",
+    "cpu_fast_math",
+    "gpu_fast_math",
+    "gpu_cached_network",
+)
+
+
+def _asked(opts: ArmNNOptions, names: Sequence[str]) -> list[str]:
+    return [n for n in names if getattr(opts, n) not in (None, False)]
+
+
+def parser_route(name: str) -> dict[str, Any]:
+    """The parser route of backend ``name``: ``available``, ``reason``, ``runtime`` and the
+    probe's details (never raises)."""
+    p = probe()
+    if p.error:
+        return {"available": False, "reason": p.error, "runtime": ""}
+    b = p.backends.get(name)
+    if b is None:
+        return {
+            "available": False,
+            "reason": "the probe did not reach this backend",
+            "runtime": p.version,
+        }
+    details = {k: v for k, v in b.items() if k not in ("backend", "ok", "reason", "stage")}
+    if not b.get("ok"):
+        return {
+            "available": False,
+            "reason": str(b.get("reason", "")),
+            "runtime": p.version,
+            **details,
+        }
+    return {
+        "available": True,
+        "reason": "",
+        "runtime": p.version,
+        "features": p.features,
+        **details,
+    }
+
+
+def delegate_route(name: str, delegate_path: str | None = None) -> dict[str, Any]:
+    """The delegate route of backend ``name`` with the library :func:`~armvww.backends.
+    armnn_delegate.find_delegate` finds: ``available``, ``reason``, ``runtime``,
+    ``library`` and the probe's details (never raises)."""
+    loc = armnn_delegate.find_delegate(delegate_path)
+    if loc.path is None:
+        return {"available": False, "reason": loc.reason, "runtime": "", "library": ""}
+    found = armnn_delegate.probe(loc.path)
+    lib = {"library": str(loc.path), "found": loc.how}
+    if found.error:
+        return {"available": False, "reason": found.error, "runtime": "", **lib}
+    runtime = f"{found.version or 'Arm NN'} (TfLite delegate; {found.litert})"
+    b = found.backends.get(name)
+    if b is None:
+        return {
+            "available": False,
+            "reason": "the delegate probe did not reach this backend",
+            "runtime": runtime,
+            **lib,
+        }
+    details = {k: v for k, v in b.items() if k not in ("backend", "ok", "reason", "stage")}
+    if found.keys:
+        details["option_keys"] = sorted(k for k, v in found.keys.items() if v)
+    if not b.get("ok"):
+        return {
+            "available": False,
+            "reason": str(b.get("reason", "")),
+            "runtime": runtime,
+            **lib,
+            **details,
+        }
+    return {"available": True, "reason": "", "runtime": runtime, **lib, **details}
+
+
+def _parser_allows(opts: ArmNNOptions, route: dict[str, Any]) -> bool:
+    if _asked(opts, DELEGATE_ONLY):
+        return False
+    feats = route.get("features", {})
+    return not (_asked(opts, _PARSER_MODEL_OPTIONS) and not feats.get("model_options", False))
+
+
+_DEFECTIVE = (
+    "defective: this Arm NN's TfLite parser pads int8 with 0 instead of the zero point "
+    "(PAD probe); models with PAD are refused"
+)
+
+
 class _ArmNNBackend(Backend):
-    """Shared logic of the three Arm NN backends."""
+    """Shared logic of the three Arm NN backends: route choice and the PAD refusal."""
 
     options_type = ArmNNOptions
     arm_only: ClassVar[bool] = False
 
     @classmethod
     def availability(cls) -> Availability:
-        p = probe()
-        if p.error:
-            return Availability(cls.name, False, p.error)
-        b = p.backends.get(cls.name)
-        if b is None:
-            return Availability(cls.name, False, "the probe did not reach this backend", p.version)
-        details = {k: v for k, v in b.items() if k not in ("backend", "ok", "reason", "stage")}
-        if not b.get("ok"):
-            return Availability(cls.name, False, str(b.get("reason", "")), p.version, details)
-        reason = ""
-        if b.get("defective_pad"):
-            reason = (
-                "defective: this Arm NN's TfLite parser pads int8 with 0 instead of the zero "
-                "point (PAD probe); models with PAD are refused"
+        return cls.availability_with(None)
+
+    @classmethod
+    def availability_with(cls, options: BackendOptions | None) -> Availability:
+        """Both routes (``details["routes"]``); available when the route the options ask for
+        (``auto``: either) is. The runtime and details are those of the route ``auto`` or
+        the options pick."""
+        opts = options if isinstance(options, ArmNNOptions) else ArmNNOptions()
+        routes = {
+            "parser": parser_route(cls.name),
+            "delegate": delegate_route(cls.name, opts.delegate_path),
+        }
+        wanted = [opts.route] if opts.route != "auto" else ["parser", "delegate"]
+        chosen = next((r for r in wanted if routes[r]["available"]), wanted[0])
+        r = routes[chosen]
+        details = {k: v for k, v in r.items() if k not in ("available", "reason", "runtime")}
+        details.update(route=chosen, routes=routes)
+        if not r["available"]:
+            reason = "; ".join(f"{w} route: {routes[w]['reason']}" for w in wanted)
+            return Availability(cls.name, False, reason, str(r["runtime"]), details)
+        reason = _DEFECTIVE if r.get("defective_pad") else ""
+        return Availability(cls.name, True, reason, str(r["runtime"]), details)
+
+    @classmethod
+    def choose_route(cls, opts: ArmNNOptions) -> tuple[str, dict[str, Any]]:
+        """The route ``opts`` lead to here, and its availability record.
+
+        Raises:
+            BackendUnavailableError: the route asked for (``auto``: every route) is not
+                available; the message gives each reason.
+            OptionError: ``route="parser"`` with options only the delegate honours.
+        """
+        if opts.route == "parser" and _asked(opts, DELEGATE_ONLY):
+            raise OptionError(
+                f"{', '.join(_asked(opts, DELEGATE_ONLY))}: delegate-route option(s), but "
+                "route='parser' was asked for; use route='delegate' or 'auto'"
             )
-        return Availability(cls.name, True, reason, p.version, details)
+        parser = parser_route(cls.name) if opts.route != "delegate" else None
+        if opts.route == "parser" or (
+            opts.route == "auto"
+            and parser is not None
+            and parser["available"]
+            and _parser_allows(opts, parser)
+        ):
+            assert parser is not None
+            if not parser["available"]:
+                raise BackendUnavailableError(
+                    f"{cls.name} (parser route) is not available: {parser['reason']}"
+                )
+            return "parser", parser
+        delegate = delegate_route(cls.name, opts.delegate_path)
+        if delegate["available"]:
+            return "delegate", delegate
+        if opts.route == "auto" and parser is not None and parser["available"]:
+            return "parser", parser  # the parser then says which option it cannot honour
+        reasons = ([f"parser route: {parser['reason']}"] if parser is not None else []) + [
+            f"delegate route: {delegate['reason']}"
+        ]
+        raise BackendUnavailableError(f"{cls.name} is not available: {'; '.join(reasons)}")
 
     @classmethod
     def open(
         cls, model: Model, options: BackendOptions | None = None, fallbacks: Sequence[str] = ()
     ) -> Session:
         opts = options if isinstance(options, ArmNNOptions) else ArmNNOptions()
-        av = cls.availability()
-        if not av.available:
-            raise BackendUnavailableError(f"{cls.name} is not available: {av.reason}")
-        defective = bool(av.details.get("defective_pad"))
+        route, av = cls.choose_route(opts)
+        defective = bool(av.get("defective_pad"))
         if defective and "PAD" in model.op_counts and not opts.allow_defective:
             raise DefectiveRuntimeError(
-                f"{cls.name} ({av.runtime}) fails armvww's PAD probe: its TfLite parser fills "
-                f"int8 padding with 0 instead of the zero point, which makes {model.name} "
+                f"{cls.name} ({av['runtime']}, {route} route) fails armvww's PAD probe: it "
+                f"fills int8 padding with 0 instead of the zero point, which makes {model.name} "
                 f"({model.op_counts['PAD']} PAD ops) wrong. Use Arm NN >= 23.08 (Debian "
                 "trixie), another backend, or ArmNNOptions(allow_defective=True) to run it "
                 "anyway"
             )
-        # Arm NN backends after this one in the caller's list take layers this one cannot run.
-        ok = probe().backends
+
+        # Arm NN backends after this one in the caller's list take layers this one cannot
+        # run, when they work on the same route.
+        def works(f: str) -> bool:
+            r = parser_route(f) if route == "parser" else delegate_route(f, opts.delegate_path)
+            return bool(r["available"])
+
         prefs = [cls.name] + [
-            f
-            for f in fallbacks
-            if f in ARMNN_BACKENDS and ok.get(f, {}).get("ok") and f != cls.name
+            f for f in fallbacks if f in ARMNN_BACKENDS and f != cls.name and works(f)
         ]
+        if route == "delegate":
+            return armnn_delegate.DelegateSession(
+                model,
+                prefs,
+                opts,
+                Path(av["library"]),
+                armnn_delegate.probe(Path(av["library"])),
+                defective,
+            )
         with _runtime_lock:
             return ArmNNSession(model, prefs, opts, defective)
 

@@ -65,6 +65,9 @@ class Session(abc.ABC):
     runtime: str
     #: Facts worth reporting: per-layer placement, options in force, timings of the load.
     info: dict[str, Any]
+    #: How a family with several ways into its runtime got there (Arm NN: ``"parser"`` or
+    #: ``"delegate"``); empty for a family with one.
+    route: str = ""
 
     @abc.abstractmethod
     def run(self, q: np.ndarray) -> np.ndarray:
@@ -92,6 +95,12 @@ class Backend(abc.ABC):
     @abc.abstractmethod
     def availability(cls) -> Availability:
         """Whether this backend works here. Cached per process; must never raise or crash."""
+
+    @classmethod
+    def availability_with(cls, options: BackendOptions | None) -> Availability:
+        """Availability when opened with ``options`` (a family whose options choose the
+        runtime, such as Arm NN's route and library path, overrides it). Must never raise."""
+        return cls.availability()
 
     @classmethod
     @abc.abstractmethod
