@@ -47,6 +47,7 @@ import logging
 import os
 import platform
 import re
+import struct
 import subprocess
 import sys
 import tempfile
@@ -196,6 +197,57 @@ def find_delegate(explicit: str | os.PathLike[str] | None = None) -> Located:
     )
 
 
+# --------------------------------------------------------------------------- ELF check
+
+_EM = {3: "i386", 40: "arm", 62: "x86_64", 183: "aarch64", 243: "riscv64"}
+_MACHINE_EM = {"x86_64": 62, "amd64": 62, "aarch64": 183, "arm64": 183, "armv7l": 40, "i686": 3}
+
+
+def elf_problem(path: Path) -> str:
+    """Why ``path`` cannot be a shared library for this machine, from its ELF headers alone
+    (not ELF, another architecture or word size, shorter than its headers say), or ``""``.
+    A truncated library can kill the loading process with SIGBUS, so this is checked before
+    any process loads it."""
+    try:
+        with open(path, "rb") as f:
+            head = f.read(64)
+            size = os.fstat(f.fileno()).st_size
+            if len(head) < 52 or head[:4] != b"\x7fELF":
+                return f"{path} is not an ELF shared library ({size} bytes)"
+            is64 = head[4] == 2
+            end = "<" if head[5] == 1 else ">"
+            e_type, e_machine = struct.unpack_from(end + "HH", head, 16)
+            if is64:
+                phoff, shoff = struct.unpack_from(end + "QQ", head, 32)
+                phentsize, phnum, shentsize, shnum = struct.unpack_from(end + "HHHH", head, 54)
+            else:
+                phoff, shoff = struct.unpack_from(end + "II", head, 28)
+                phentsize, phnum, shentsize, shnum = struct.unpack_from(end + "HHHH", head, 42)
+            f.seek(phoff)
+            ph = f.read(phentsize * phnum)
+    except OSError as exc:
+        return f"cannot read {path}: {exc}"
+    machine = platform.machine()
+    want = _MACHINE_EM.get(machine)
+    if want is not None and e_machine != want:
+        arch = _EM.get(e_machine, f"machine {e_machine}")
+        return f"{path} is built for {arch}; this machine is {machine}"
+    if is64 != (struct.calcsize("P") == 8):
+        return f"{path} is a {'64' if is64 else '32'}-bit library; this Python is not"
+    if e_type != 3:
+        return f"{path} is not a shared library (ELF type {e_type})"
+    need = max(phoff + phentsize * phnum, shoff + shentsize * shnum)
+    for i in range(phnum if len(ph) == phentsize * phnum else 0):
+        if is64:
+            off, _, _, filesz = struct.unpack_from(end + "QQQQ", ph, i * phentsize + 8)
+        else:
+            off, _, _, filesz = struct.unpack_from(end + "IIII", ph, i * phentsize + 4)
+        need = max(need, off + filesz)
+    if len(ph) != phentsize * phnum or size < need:
+        return f"{path} is truncated: its ELF headers describe {need} bytes, the file has {size}"
+    return ""
+
+
 # --------------------------------------------------------------------------- probing
 
 
@@ -228,7 +280,10 @@ def probe(path: Path, timeout: float | None = None) -> DelegateProbe:
     key = (str(path), st.st_mtime_ns, st.st_size)
     with _probe_lock:
         if key not in _probe_cache:
-            _probe_cache[key] = _run_probe(path, timeout)
+            problem = elf_problem(path)
+            _probe_cache[key] = (
+                DelegateProbe(str(path), error=problem) if problem else _run_probe(path, timeout)
+            )
         return _probe_cache[key]
 
 
@@ -307,6 +362,12 @@ def _run_probe(path: Path, timeout: float | None) -> DelegateProbe:
             )
         if running and running != "option keys":
             backends[running] = {"backend": running, "ok": False, "reason": reason}
+            from .armnn import ARMNN_BACKENDS
+
+            for b in ARMNN_BACKENDS:
+                backends.setdefault(
+                    b, {"backend": b, "ok": False, "reason": f"not tried: {running}: {reason}"}
+                )
         elif not backends:
             error = error or reason
     return DelegateProbe(str(path), litert, version, keys, backends, error)
