@@ -20,7 +20,7 @@ Finding the library (:func:`find_delegate`), first match wins:
 Availability is proven, never assumed: a delegate built against other TfLite headers than
 the interpreter's can crash the process at ``Interpreter(...)``, and a truncated file, a
 wrong architecture or a missing symbol fail at load. So a child process
-(``python -m armvww.backends.armnn_delegate PATH``) loads the delegate on each Arm NN backend,
+(``python -m armvww.backends.probe --delegate PATH``) loads the delegate on each Arm NN backend,
 builds an interpreter around a tiny model of the project's own making, runs it and the PAD
 probe, and tries each option key armvww maps; each crash or failure becomes a reason.
 
@@ -103,7 +103,7 @@ RUNTIME_KEYS: tuple[str, ...] = (
     "gpu-kernel-profiling-enabled",
 )
 #: A harmless value per key for the probe's key trial (no network is loaded by the trial).
-_TRIAL_VALUES: dict[str, str] = {
+TRIAL_VALUES: dict[str, str] = {
     "logging-severity": "fatal",
     "number-of-threads": "1",
     "enable-fast-math": "false",
@@ -137,10 +137,14 @@ def deb_arch() -> str:
     return _DEB_ARCH.get(m, m)
 
 
+#: The source checkout armvww runs from (its ``.cache`` holds the project's build).
+REPO = Path(__file__).resolve().parents[2]
+
+
 def project_build_dirs() -> list[Path]:
     """Where the project's build script leaves the library for this architecture."""
     arch = deb_arch()
-    repo = Path(__file__).resolve().parents[2]
+    repo = REPO
     xdg = os.environ.get("XDG_CACHE_HOME") or os.path.join(Path.home(), ".cache")
     return [
         repo / ".cache" / "armnn-delegate" / arch,
@@ -290,7 +294,7 @@ def probe(path: Path, timeout: float | None = None) -> DelegateProbe:
 def _run_probe(path: Path, timeout: float | None) -> DelegateProbe:
     if timeout is None:
         timeout = float(os.environ.get("ARMVWW_PROBE_TIMEOUT", DEFAULT_PROBE_TIMEOUT))
-    cmd = [sys.executable, "-m", "armvww.backends.armnn_delegate", str(path)]
+    cmd = [sys.executable, "-m", "armvww.backends.probe", "--delegate", str(path)]
     env = dict(os.environ)
     root = str(Path(__file__).resolve().parents[2])
     env["PYTHONPATH"] = root + (os.pathsep + env["PYTHONPATH"] if env.get("PYTHONPATH") else "")
@@ -403,111 +407,6 @@ def armnn_version_of_loaded() -> str:
     return ""
 
 
-# --------------------------------------------------------------------------- the child
-
-
-def _emit(**msg: Any) -> None:
-    sys.stdout.write("ARMVWW_PROBE " + json.dumps(msg) + "\n")
-    sys.stdout.flush()
-
-
-def probe_main(path: str) -> int:
-    """The child: load the delegate at ``path`` on each backend and report (see module doc)."""
-    from .. import tflite_build as tb
-    from .armnn import ARMNN_BACKENDS
-
-    try:
-        mod, litert = _import_litert()
-    except Exception as exc:
-        _emit(stage="import", ok=False, reason=f"LiteRT failed to import: {exc}")
-        return 0
-    _emit(stage="import", ok=True, litert=litert)
-    tiny = tb.tiny_vww_model()
-    tiny_in = np.arange(64, dtype=np.int64).reshape(1, 8, 8, 1).astype(np.int8)
-    pad, pad_in = tb.pad_probe_model(), tb.pad_probe_input()
-    pad_expected = tb.pad_probe_expected(pad_in)
-    only = os.environ.get("ARMVWW_PROBE_ONLY")
-    library_reported = False
-    ok_backend = ""
-    for backend in ARMNN_BACKENDS:
-        if only and backend not in only.split(","):
-            continue
-        _emit(stage="start", backend=backend)
-        t0 = time.perf_counter()
-        opts = {"backends": backend, "logging-severity": "fatal"}
-        try:
-            d = mod.load_delegate(path, opts)
-        except (OSError, AttributeError) as exc:
-            # the library itself does not load: the same for every backend
-            _emit(stage="fatal", reason=f"{path} does not load: {type(exc).__name__}: {exc}")
-            return 0
-        except ValueError as exc:
-            msg = " ".join(str(exc).split())
-            if "No known backend" in msg:
-                msg = f"this Arm NN has no {backend} backend here ({msg})"
-            _emit(stage="done", backend=backend, ok=False, reason=msg)
-            continue
-        if not library_reported:
-            _emit(stage="library", version=armnn_version_of_loaded())
-            library_reported = True
-        try:
-            out, nodes = _trial(mod, tiny, d, tiny_in)
-            if out.shape != (1, 2) or out.dtype != np.int8:
-                raise RuntimeError(f"trial network returned {out.dtype} {out.shape}")
-            if not nodes["armnn"]:
-                raise RuntimeError("the delegate took no node of the trial network")
-            trial_s = time.perf_counter() - t0
-            padded, _ = _trial(mod, pad, d, pad_in)
-            defective = not np.array_equal(padded.reshape(pad_expected.shape), pad_expected)
-        except Exception as exc:
-            _emit(
-                stage="done",
-                backend=backend,
-                ok=False,
-                reason=f"trial load failed: {type(exc).__name__}: {' '.join(str(exc).split())}",
-            )
-            continue
-        ok_backend = ok_backend or backend
-        _emit(
-            stage="done",
-            backend=backend,
-            ok=True,
-            trial_s=round(trial_s, 4),
-            defective_pad=bool(defective),
-            pad_border=int(padded.reshape(-1)[0]),
-        )
-    if ok_backend:
-        _emit(stage="keys-start")
-        keys = {}
-        for key in KEYS:
-            if key == "backends":
-                keys[key] = True
-                continue
-            try:
-                mod.load_delegate(path, {"backends": ok_backend, key: _TRIAL_VALUES[key]})
-                keys[key] = True
-            except ValueError as exc:
-                keys[key] = "Unknown option" not in str(exc)
-        _emit(stage="keys", keys=keys)
-    return 0
-
-
-def _trial(
-    mod: ModuleType, data: bytes, d: Any, x: np.ndarray
-) -> tuple[np.ndarray, dict[str, int]]:
-    it = mod.Interpreter(
-        model_content=data,
-        experimental_delegates=[d],
-        experimental_op_resolver_type=mod.OpResolverType.BUILTIN_WITHOUT_DEFAULT_DELEGATES,
-    )
-    it.allocate_tensors()
-    nodes = node_placement(it)
-    it.set_tensor(it.get_input_details()[0]["index"], x)
-    it.invoke()
-    out: np.ndarray = it.get_tensor(it.get_output_details()[0]["index"]).copy()
-    return out, {"armnn": len(nodes["armnn_ops"]), "litert": len(nodes["litert_ops"])}
-
-
 # --------------------------------------------------------------------------- placement
 
 
@@ -517,7 +416,7 @@ def node_placement(it: Any) -> dict[str, Any]:
     A delegate replaces each subset it takes with one ``DELEGATE`` node whose outputs are the
     subset's outputs and whose inputs are everything it reads from outside; the subset is the
     set of original nodes reachable backwards from those outputs without crossing those
-    inputs. Returns ``{"delegate_nodes": n, "armnn_ops": [...], "litert_ops": [...]}`` (op
+    inputs. Returns ``{"delegate_nodes": n, "delegated": [...], "kept": [...]}`` (op
     names with node indices).
     """
     ops = it._get_ops_details()
@@ -544,10 +443,8 @@ def node_placement(it: Any) -> dict[str, Any]:
     originals = [op for op in ops if op["op_name"] != "DELEGATE"]
     return {
         "delegate_nodes": len(delegates),
-        "armnn_ops": [f"{op['op_name']}#{op['index']}" for op in originals if op["index"] in taken],
-        "litert_ops": [
-            f"{op['op_name']}#{op['index']}" for op in originals if op["index"] not in taken
-        ],
+        "delegated": [f"{op['op_name']}#{op['index']}" for op in originals if op["index"] in taken],
+        "kept": [f"{op['op_name']}#{op['index']}" for op in originals if op["index"] not in taken],
     }
 
 
@@ -807,7 +704,7 @@ def clear_pool() -> None:
                 _destroy(p)
 
 
-def _import_litert() -> tuple[ModuleType, str]:
+def import_litert() -> tuple[ModuleType, str]:
     from .litert import _probe as litert_probe
 
     mod, desc, reason = litert_probe("auto")
@@ -835,7 +732,7 @@ class DelegateSession(Session):
         found: DelegateProbe,
         defective: bool,
     ) -> None:
-        mod, litert = _import_litert()
+        mod, litert = import_litert()
         self.backend = prefs[0]
         version = found.version or "Arm NN (version unknown)"
         self.runtime = f"{version} (TfLite delegate {path}; {litert})"
@@ -882,7 +779,7 @@ class DelegateSession(Session):
 
     def _report_placement(self, pooled: _Pooled, prefs: Sequence[str]) -> None:
         p = pooled.placement
-        armnn_ops, litert_ops = p["armnn_ops"], p["litert_ops"]
+        armnn_ops, litert_ops = p["delegated"], p["kept"]
         self.info["placement"] = {
             "armnn_nodes": len(armnn_ops),
             "litert_nodes": len(litert_ops),
@@ -954,10 +851,3 @@ class DelegateSession(Session):
 
 def _closed(*_a: object) -> Any:
     raise BackendError("this Arm NN delegate session is closed")
-
-
-if __name__ == "__main__":
-    if len(sys.argv) != 2:
-        sys.stderr.write("usage: python -m armvww.backends.armnn_delegate LIBRARY\n")
-        sys.exit(2)
-    sys.exit(probe_main(sys.argv[1]))

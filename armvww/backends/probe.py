@@ -8,6 +8,14 @@ knows how far it got if a driver aborts or hangs the process:
    broken OpenCL driver): ``{"stage": "start", "backend": B}`` then ``{"stage": "done",
    "backend": B, "ok": ..., ...}`` after a trial load and one inference of a tiny network of
    the project's own making, plus the PAD probe on that backend.
+
+With ``--delegate LIBRARY`` it probes Arm NN's TfLite delegate instead
+(:mod:`armvww.backends.armnn_delegate`): ``import`` (LiteRT), then per backend ``start``,
+``library`` (the Arm NN version, once the library loaded) and ``done`` after
+``load_delegate`` + ``Interpreter(...)`` + one inference of the tiny model and the PAD probe;
+``fatal`` when the library does not load at all; finally ``keys``: which option keys the
+library knows. A crash at ``Interpreter(...)`` (a delegate built against other TfLite
+headers) leaves the last ``start`` unanswered, which the parent turns into the reason.
 """
 
 from __future__ import annotations
@@ -109,5 +117,110 @@ def main() -> int:
     return 0
 
 
+def delegate_main(path: str) -> int:
+    """The child: load the delegate at ``path`` on each backend and report (see module doc)."""
+    from armvww.backends.armnn import ARMNN_BACKENDS
+    from armvww.backends.armnn_delegate import (
+        KEYS,
+        TRIAL_VALUES,
+        armnn_version_of_loaded,
+        import_litert,
+    )
+    from armvww.model import tflite_build as tb
+
+    try:
+        mod, litert = import_litert()
+    except Exception as exc:
+        emit(stage="import", ok=False, reason=f"LiteRT failed to import: {exc}")
+        return 0
+    emit(stage="import", ok=True, litert=litert)
+    tiny = tb.tiny_vww_model()
+    tiny_in = np.arange(64, dtype=np.int64).reshape(1, 8, 8, 1).astype(np.int8)
+    pad, pad_in = tb.pad_probe_model(), tb.pad_probe_input()
+    pad_expected = tb.pad_probe_expected(pad_in)
+    only = os.environ.get("ARMVWW_PROBE_ONLY")
+    library_reported = False
+    ok_backend = ""
+    for backend in ARMNN_BACKENDS:
+        if only and backend not in only.split(","):
+            continue
+        emit(stage="start", backend=backend)
+        t0 = time.perf_counter()
+        opts = {"backends": backend, "logging-severity": "fatal"}
+        try:
+            d = mod.load_delegate(path, opts)
+        except (OSError, AttributeError) as exc:
+            # the library itself does not load: the same for every backend
+            emit(stage="fatal", reason=f"{path} does not load: {type(exc).__name__}: {exc}")
+            return 0
+        except ValueError as exc:
+            msg = " ".join(str(exc).split())
+            if "No known backend" in msg:
+                msg = f"this Arm NN has no {backend} backend here ({msg})"
+            emit(stage="done", backend=backend, ok=False, reason=msg)
+            continue
+        if not library_reported:
+            emit(stage="library", version=armnn_version_of_loaded())
+            library_reported = True
+        try:
+            out, nodes = _trial(mod, tiny, d, tiny_in)
+            if out.shape != (1, 2) or out.dtype != np.int8:
+                raise RuntimeError(f"trial network returned {out.dtype} {out.shape}")
+            if not nodes["armnn"]:
+                raise RuntimeError("the delegate took no node of the trial network")
+            trial_s = time.perf_counter() - t0
+            padded, _ = _trial(mod, pad, d, pad_in)
+            defective = not np.array_equal(padded.reshape(pad_expected.shape), pad_expected)
+        except Exception as exc:
+            emit(
+                stage="done",
+                backend=backend,
+                ok=False,
+                reason=f"trial load failed: {type(exc).__name__}: {' '.join(str(exc).split())}",
+            )
+            continue
+        ok_backend = ok_backend or backend
+        emit(
+            stage="done",
+            backend=backend,
+            ok=True,
+            trial_s=round(trial_s, 4),
+            defective_pad=bool(defective),
+            pad_border=int(padded.reshape(-1)[0]),
+        )
+    if ok_backend:
+        emit(stage="keys-start")
+        keys = {}
+        for key in KEYS:
+            if key == "backends":
+                keys[key] = True
+                continue
+            try:
+                mod.load_delegate(path, {"backends": ok_backend, key: TRIAL_VALUES[key]})
+                keys[key] = True
+            except ValueError as exc:
+                keys[key] = "Unknown option" not in str(exc)
+        emit(stage="keys", keys=keys)
+    return 0
+
+
+def _trial(mod: Any, data: bytes, d: Any, x: np.ndarray) -> tuple[np.ndarray, dict[str, int]]:
+    it = mod.Interpreter(
+        model_content=data,
+        experimental_delegates=[d],
+        experimental_op_resolver_type=mod.OpResolverType.BUILTIN_WITHOUT_DEFAULT_DELEGATES,
+    )
+    it.allocate_tensors()
+    from armvww.backends.armnn_delegate import node_placement
+
+    nodes = node_placement(it)
+    it.set_tensor(it.get_input_details()[0]["index"], x)
+    it.invoke()
+    out: np.ndarray = it.get_tensor(it.get_output_details()[0]["index"]).copy()
+    return out, {"armnn": len(nodes["delegated"]), "litert": len(nodes["kept"])}
+
+
 if __name__ == "__main__":
+    if len(sys.argv) == 3 and sys.argv[1] == "--delegate":
+        sys.exit(delegate_main(sys.argv[2]))
     sys.exit(main())

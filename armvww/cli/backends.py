@@ -21,6 +21,11 @@ def cmd_backends(args: argparse.Namespace) -> int:
         if a.available and a.reason:
             detail = f"{a.runtime}; {a.reason}"
         print(f"{a.name:<8} {state:<11} {detail}")
+        for route, r in a.details.get("routes", {}).items():
+            rstate = "available" if r.get("available") else "unavailable"
+            where = f" [{r['library']}]" if r.get("library") else ""
+            rdetail = r.get("runtime", "") if r.get("available") else r.get("reason", "")
+            print(f"{'':<8} route={route:<8} {rstate:<11} {rdetail}{where}")
     return EXIT_OK
 
 
