@@ -17,7 +17,6 @@ import struct
 import subprocess
 from pathlib import Path
 
-import numpy as np
 import pytest
 
 import armvww
