@@ -197,7 +197,8 @@ def find_delegate(explicit: str | os.PathLike[str] | None = None) -> Located:
         None,
         "search",
         f"no {LIB_NAME} found (set {ENV_PATH} or ArmNNOptions(delegate_path=...); searched "
-        f"{where}); build one with `python3 tools/armnn_delegate.py build`",
+        f"{where}); Arm's release tarballs ship it (unpack one under $ARMNN_HOME or "
+        "/opt/armnn)",
     )
 
 
