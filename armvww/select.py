@@ -6,7 +6,9 @@ record; nothing re-derives it.
 ``backend="fastest"``: measure the available backends briefly, once, and pick the fastest.
 At first use for a model on a machine, every available backend opens the model and runs
 :data:`ROUNDS` interleaved rounds of short timed bursts of inference on a fixed int8 tensor
-(after a warm-up); the median latency per backend orders them. The result is cached as JSON
+(after a warm-up); the median latency per backend orders them. A backend reachable by
+several routes (Arm NN: PyArmNN's parser and the TfLite delegate) is measured on each, as
+``Name:route=R``, and the winning route is the one opened. The result is cached as JSON
 in ``$XDG_CACHE_HOME/armvww/fastest/<model sha1>-<machine key>.json`` (default
 ``~/.cache/armvww``), written atomically, and reused while the machine key (CPU model, core
 count, architecture) and the set of available backends with their runtime versions are
@@ -23,6 +25,7 @@ which can take minutes under emulation) is paid once by the measurement and not 
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import json
 import logging
@@ -113,13 +116,44 @@ def machine_key() -> dict[str, Any]:
 
 
 def _available() -> dict[str, str]:
-    """Available backends -> runtime description; unavailable ones are left out."""
+    """Available backends -> runtime description; unavailable ones are left out. A backend
+    reachable by several routes (Arm NN: parser and delegate) is one entry per route,
+    ``Name:route=R``, so ``fastest`` measures each."""
     out = {}
     for name in backends.names():
         av = backends.availability(name)
-        if av.available:
+        if not av.available:
+            continue
+        routes = {r: d for r, d in av.details.get("routes", {}).items() if d.get("available")}
+        if len(routes) > 1:
+            for r, d in routes.items():
+                out[f"{name}{ROUTE_SEP}{r}"] = str(d.get("runtime", av.runtime))
+        else:
             out[name] = av.runtime
     return out
+
+
+#: How a ``fastest`` candidate names one route of a backend (``CpuRef:route=delegate``).
+ROUTE_SEP = ":route="
+
+
+def split_route(label: str) -> tuple[str, str | None]:
+    """``"CpuRef:route=delegate"`` -> ``("CpuRef", "delegate")``; a plain name -> (name, None)."""
+    name, sep, route = label.partition(ROUTE_SEP)
+    return (name, route) if sep else (label, None)
+
+
+def _with_route(
+    cls: type[backends.Backend], opts: BackendOptions | None, route: str | None
+) -> BackendOptions | None:
+    """``opts`` with ``route`` when the candidate names one and the caller left it ``auto``."""
+    if route is None or cls.options_type is None:
+        return opts
+    if opts is None:
+        return cls.options_type(route=route)  # type: ignore[call-arg]
+    if getattr(opts, "route", None) == "auto":
+        return dataclasses.replace(opts, route=route)  # type: ignore[call-arg]
+    return opts
 
 
 def cache_path(model: Model, runtimes: dict[str, str] | None = None) -> Path:
@@ -134,8 +168,10 @@ def measure(model: Model, names: list[str]) -> tuple[dict[str, float], dict[str,
     sessions: dict[str, backends.Session] = {}
     skipped: dict[str, str] = {}
     for name in names:
+        base, route = split_route(name)
         try:
-            sessions[name] = backends.get(name).open(model, None)
+            cls = backends.get(base)
+            sessions[name] = cls.open(model, _with_route(cls, None, route))
         except ArmvwwError as exc:
             skipped[name] = f"{type(exc).__name__}: {exc}"
     q = np.random.default_rng(0).integers(-128, 128, size=model.input.shape, dtype=np.int8)
@@ -317,15 +353,17 @@ def open_backend(
     automatic = rule in ("auto", "fastest")
     reasons: list[str] = []
     errors: list[type[BackendUnavailableError]] = []
-    for i, name in enumerate(names):
+    for i, label in enumerate(names):
+        name, route = split_route(label)
         cls = backends.get(name)
-        opts = _pick_options(options, cls)
+        opts = _with_route(cls, _pick_options(options, cls), route)
         av = backends.availability(cls.name, opts)
         if not av.available:
-            reasons.append(f"{cls.name}: {av.reason}")
+            reasons.append(f"{label}: {av.reason}")
             continue
+        later = tuple(dict.fromkeys(split_route(n)[0] for n in names[i + 1 :]))
         try:
-            session = cls.open(model, opts, tuple(names[i + 1 :]))
+            session = cls.open(model, opts, later)
         except (BackendUnavailableError, BackendError) as exc:
             reasons.append(f"{cls.name}: {exc}")
             if isinstance(exc, DefectiveRuntimeError):

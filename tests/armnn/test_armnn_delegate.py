@@ -225,3 +225,16 @@ def test_cli_backends_parity_and_bench_put_both_routes_side_by_side(tmp_path: Pa
     results = {r["backend"]: r for r in json.loads(bench.stdout)["results"]}
     assert results["CpuRef:route=parser"]["session_info"]["route"] == "parser"
     assert results["CpuRef:route=delegate"]["session_info"]["route"] == "delegate"
+
+
+def test_fastest_measures_each_route() -> None:
+    _both_routes("CpuRef")
+    from armvww import select
+
+    model = store.load_model("vww2")
+    choice = select.fastest_choice(model, refresh=True)
+    assert {"CpuRef:route=parser", "CpuRef:route=delegate"} <= set(choice.order), choice
+    report_line(f"fastest on vww2: {choice.explain()}")
+    with armvww.Detector(model, backend="fastest") as det:
+        name, route = select.split_route(choice.order[0])
+        assert det.backend == name and det.route == (route or "")
