@@ -1,6 +1,7 @@
-"""Write TFLite models, and rewrite existing ones: the project's own small FlatBuffers writer.
+"""Write TFLite models, and rewrite existing ones, with Google's ``flatbuffers.Builder``.
 
-Three jobs, no dependency beyond numpy and the standard library:
+Only the TFLite specifics live here (the schema subset, field ids, defaults); the FlatBuffers
+encoding is the ``flatbuffers`` package's. Three jobs:
 
 * :func:`build_model` turns a tiny graph spec (:class:`TensorDef`, :class:`OpDef`) into the
   bytes of a ``.tflite`` file (schema version 3, file identifier ``TFL3``), laid out the way
@@ -24,6 +25,7 @@ from dataclasses import dataclass, field
 from typing import Final
 
 import numpy as np
+from flatbuffers import Builder
 
 from ..errors import InputError, ModelIntegrityError, UnsupportedModelError
 from . import OP_CODES, TENSOR_TYPES, TFLITE_IDENTIFIER, Model, flatbuf
@@ -50,157 +52,8 @@ __all__ = [
     "wrong_output_model",
 ]
 
-# --------------------------------------------------------------------------------------------
-# A minimal FlatBuffers builder (back to front, like the reference implementations).
-# --------------------------------------------------------------------------------------------
-
-
-class _Builder:
-    """Builds a FlatBuffer from the end towards the start.
-
-    Offsets handed out (``int``) count bytes from the *end* of the finished buffer, so they stay
-    valid while the buffer grows at the front. Children are written before their parents, hence
-    every uoffset in the result points forward, as the format requires.
-    """
-
-    def __init__(self, initial: int = 1024) -> None:
-        self._buf = bytearray(max(initial, 16))
-        self._head = len(self._buf)  # first used byte
-        self._minalign = 1
-        self._fields: dict[int, int] | None = None
-        self._table_start = 0
-
-    # -- raw space ----------------------------------------------------------------------------
-    @property
-    def offset(self) -> int:
-        """Bytes written so far (the offset of the most recently written object)."""
-        return len(self._buf) - self._head
-
-    def _grow(self, need: int) -> None:
-        while self._head < need:
-            old = len(self._buf)
-            new = bytearray(old * 2)
-            new[old:] = self._buf
-            self._buf = new
-            self._head += old
-
-    def _pad(self, n: int) -> None:
-        self._grow(n)
-        self._head -= n
-        self._buf[self._head : self._head + n] = bytes(n)
-
-    def prep(self, size: int, additional: int) -> None:
-        """Pad so that after ``additional`` more bytes the next ``size``-byte item is aligned."""
-        self._minalign = max(self._minalign, size)
-        self._pad((-(self.offset + additional)) % size)
-
-    def _put(self, raw: bytes) -> None:
-        self._grow(len(raw))
-        self._head -= len(raw)
-        self._buf[self._head : self._head + len(raw)] = raw
-
-    def _prepend(self, fmt: struct.Struct, value: int | float) -> None:
-        self.prep(fmt.size, 0)
-        self._put(fmt.pack(value))
-
-    def uoffset(self, target: int) -> None:
-        """Prepend a uoffset that points at the object written at offset ``target``."""
-        self.prep(4, 0)
-        if not 0 < target <= self.offset:
-            raise ValueError(f"uoffset target {target} is not behind the head {self.offset}")
-        self._put(_U32.pack(self.offset + 4 - target))
-
-    # -- vectors and strings ------------------------------------------------------------------
-    def vector(self, fmt: struct.Struct, values: Sequence[int] | Sequence[float]) -> int:
-        """Write a vector of scalars; return its offset."""
-        raw = b"".join(fmt.pack(v) for v in values)
-        return self.raw_vector(raw, fmt.size, len(values))
-
-    def raw_vector(self, raw: bytes, elem_size: int, count: int, align: int = 1) -> int:
-        """Write a vector of ``count`` elements already packed little-endian into ``raw``."""
-        if len(raw) != elem_size * count:
-            raise ValueError(f"vector payload is {len(raw)} bytes, not {count} x {elem_size}")
-        self.prep(4, len(raw))
-        self.prep(max(elem_size, align), len(raw))
-        self._put(raw)
-        self._put(_U32.pack(count))
-        return self.offset
-
-    def offset_vector(self, targets: Sequence[int]) -> int:
-        """Write a vector of uoffsets to tables/strings written earlier; return its offset."""
-        self.prep(4, 4 * len(targets))
-        for t in reversed(targets):
-            self.uoffset(t)
-        self._put(_U32.pack(len(targets)))
-        return self.offset
-
-    def string(self, text: str) -> int:
-        raw = text.encode("utf-8")
-        self.prep(4, len(raw) + 1)
-        self._put(raw + b"\0")
-        self._put(_U32.pack(len(raw)))
-        return self.offset
-
-    # -- tables -------------------------------------------------------------------------------
-    def start_table(self) -> None:
-        if self._fields is not None:
-            raise ValueError("flatbuffer tables cannot be nested while being built")
-        self._fields = {}
-        self._table_start = self.offset
-
-    def _slot(self, index: int) -> None:
-        assert self._fields is not None, "field added outside a table"
-        self._fields[index] = self.offset
-
-    def add_scalar(self, index: int, fmt: struct.Struct, value: int | float) -> None:
-        self._prepend(fmt, value)
-        self._slot(index)
-
-    def add_offset(self, index: int, target: int) -> None:
-        self.uoffset(target)
-        self._slot(index)
-
-    def end_table(self) -> int:
-        """Close the table, write its vtable just before it, return the table's offset."""
-        assert self._fields is not None, "end_table without start_table"
-        self._prepend(_I32, 0)  # soffset to the vtable, patched below
-        table = self.offset
-        n = max(self._fields) + 1 if self._fields else 0
-        slots = [table - self._fields[i] if i in self._fields else 0 for i in range(n)]
-        obj_size = table - self._table_start
-        vt = struct.pack(f"<HH{n}H", 4 + 2 * n, obj_size, *slots)
-        self._put(vt)  # the table is 4-aligned and vt has even length: u16s stay aligned
-        vt_off = self.offset
-        pos = len(self._buf) - table
-        self._buf[pos : pos + 4] = _I32.pack(vt_off - table)
-        self._fields = None
-        return table
-
-    # -- finishing ------------------------------------------------------------------------------
-    def finish(self, root: int, identifier: bytes) -> bytes:
-        """Write the root uoffset and file identifier; return the finished buffer."""
-        if len(identifier) != 4:
-            raise ValueError("a file identifier is exactly 4 bytes")
-        self.prep(max(self._minalign, 4), 8)
-        self._put(identifier)
-        self.uoffset(root)
-        return bytes(self._buf[self._head :])
-
-    def fragment(self) -> tuple[bytes, int]:
-        """Return the bytes written so far, padded at the front to the largest alignment used.
-
-        Place them at an absolute position that is a multiple of the second value.
-        """
-        self.prep(max(self._minalign, 4), 0)
-        return bytes(self._buf[self._head :]), max(self._minalign, 4)
-
-
-_U8: Final = struct.Struct("<B")
-_I8: Final = struct.Struct("<b")
 _I32: Final = struct.Struct("<i")
 _U32: Final = struct.Struct("<I")
-_I64: Final = struct.Struct("<q")
-_F32: Final = struct.Struct("<f")
 
 # --------------------------------------------------------------------------------------------
 # The TFLite schema subset we write.
@@ -426,7 +279,7 @@ def build_model(
     g_outputs = check(outputs, "subgraph output")
     tensor_payloads = [_tensor_bytes(i, t) for i, t in enumerate(tensors)]
 
-    b = _Builder(4096 + sum(len(p) for p in tensor_payloads if p))
+    b = Builder(4096 + sum(len(p) + 16 for p in tensor_payloads))
 
     # Operator codes (in order of first use).
     code_keys: list[tuple[str, str | None, int]] = []
@@ -448,81 +301,78 @@ def build_model(
     buffer_offs = [_empty_table(b)]
     for payload in tensor_payloads:
         if payload:
-            data_off = b.raw_vector(payload, 1, len(payload), align=16)
-            b.start_table()
-            b.add_offset(0, data_off)
-            buffer_offs.append(b.end_table())
+            b.Prep(16, len(payload))  # constant data 16-aligned, as the converter writes it
+            data_off = b.CreateByteVector(payload)
+            b.StartObject(1)
+            b.PrependUOffsetTRelativeSlot(0, data_off, 0)  # Buffer.data
+            buffer_offs.append(b.EndObject())
         else:
             buffer_offs.append(_empty_table(b))
-    buffers_vec = b.offset_vector(buffer_offs)
+    buffers_vec = _offset_vector(b, buffer_offs)
 
     # Tensors.
     tensor_offs = [_write_tensor(b, i, t, i + 1) for i, t in enumerate(tensors)]
-    tensors_vec = b.offset_vector(tensor_offs)
+    tensors_vec = _offset_vector(b, tensor_offs)
 
     # Operators.
     op_offs: list[int] = []
     for j, od in enumerate(operators):
         opt_type, opt_off = _write_options(b, j, od)
-        ins = b.vector(_I32, [int(i) for i in od.inputs])
-        outs = b.vector(_I32, [int(i) for i in od.outputs])
-        b.start_table()
-        b.add_scalar(0, _U32, op_code_index[j])
-        b.add_offset(1, ins)
-        b.add_offset(2, outs)
-        if opt_type:
-            b.add_scalar(3, _U8, opt_type)
-            b.add_offset(4, opt_off)
-        op_offs.append(b.end_table())
-    ops_vec = b.offset_vector(op_offs)
+        ins = _i32_vector(b, od.inputs)
+        outs = _i32_vector(b, od.outputs)
+        b.StartObject(5)
+        b.PrependUint32Slot(0, op_code_index[j], 0)  # opcode_index
+        b.PrependUOffsetTRelativeSlot(1, ins, 0)  # inputs
+        b.PrependUOffsetTRelativeSlot(2, outs, 0)  # outputs
+        b.PrependUint8Slot(3, opt_type, 0)  # builtin_options_type
+        b.PrependUOffsetTRelativeSlot(4, opt_off, 0)  # builtin_options
+        op_offs.append(b.EndObject())
+    ops_vec = _offset_vector(b, op_offs)
 
-    in_vec = b.vector(_I32, g_inputs)
-    out_vec = b.vector(_I32, g_outputs)
-    sg_name = b.string("main")
-    b.start_table()
-    b.add_offset(0, tensors_vec)
-    b.add_offset(1, in_vec)
-    b.add_offset(2, out_vec)
-    b.add_offset(3, ops_vec)
-    b.add_offset(4, sg_name)
-    subgraphs_vec = b.offset_vector([b.end_table()])
+    in_vec = _i32_vector(b, g_inputs)
+    out_vec = _i32_vector(b, g_outputs)
+    sg_name = b.CreateString("main")
+    b.StartObject(5)
+    b.PrependUOffsetTRelativeSlot(0, tensors_vec, 0)  # SubGraph.tensors
+    b.PrependUOffsetTRelativeSlot(1, in_vec, 0)  # inputs
+    b.PrependUOffsetTRelativeSlot(2, out_vec, 0)  # outputs
+    b.PrependUOffsetTRelativeSlot(3, ops_vec, 0)  # operators
+    b.PrependUOffsetTRelativeSlot(4, sg_name, 0)  # name
+    subgraphs_vec = _offset_vector(b, [b.EndObject()])
 
     code_offs: list[int] = []
     for op, custom, version in code_keys:
-        custom_off = b.string(custom) if custom else 0
+        custom_off = b.CreateString(custom) if custom else 0
         code = OP_CODES[op]
-        b.start_table()
-        b.add_scalar(0, _I8, min(code, 127))  # deprecated_builtin_code
-        if custom_off:
-            b.add_offset(1, custom_off)
-        if version != 1:
-            b.add_scalar(2, _I32, version)
-        if code:
-            b.add_scalar(3, _I32, code)  # builtin_code
-        code_offs.append(b.end_table())
-    codes_vec = b.offset_vector(code_offs)
+        b.StartObject(4)
+        b.PrependInt8Slot(0, min(code, 127), 0)  # deprecated_builtin_code
+        b.PrependUOffsetTRelativeSlot(1, custom_off, 0)  # custom_code
+        b.PrependInt32Slot(2, version, 1)  # version
+        b.PrependInt32Slot(3, code, 0)  # builtin_code
+        code_offs.append(b.EndObject())
+    codes_vec = _offset_vector(b, code_offs)
 
     sig_vec = 0
     if signature_key is not None:
-        sig_in = _tensor_maps(b, tensors, g_inputs)
-        sig_out = _tensor_maps(b, tensors, g_outputs)
-        key_off = b.string(signature_key)
-        b.start_table()
-        b.add_offset(0, sig_in)
-        b.add_offset(1, sig_out)
-        b.add_offset(2, key_off)
-        sig_vec = b.offset_vector([b.end_table()])
+        sig_in = _tensor_maps(b, [(tensors[i].name or f"tensor_{i}", i) for i in g_inputs])
+        sig_out = _tensor_maps(b, [(tensors[i].name or f"tensor_{i}", i) for i in g_outputs])
+        key_off = b.CreateString(signature_key)
+        b.StartObject(3)
+        b.PrependUOffsetTRelativeSlot(0, sig_in, 0)  # SignatureDef.inputs
+        b.PrependUOffsetTRelativeSlot(1, sig_out, 0)  # outputs
+        b.PrependUOffsetTRelativeSlot(2, key_off, 0)  # signature_key
+        sig_vec = _offset_vector(b, [b.EndObject()])
 
-    desc = b.string(description)
-    b.start_table()
-    b.add_scalar(0, _U32, 3)
-    b.add_offset(1, codes_vec)
-    b.add_offset(2, subgraphs_vec)
-    b.add_offset(3, desc)
-    b.add_offset(4, buffers_vec)
-    if sig_vec:
-        b.add_offset(7, sig_vec)
-    return b.finish(b.end_table(), TFLITE_IDENTIFIER)
+    desc = b.CreateString(description)
+    b.StartObject(8)
+    b.PrependUint32Slot(0, 3, 0)  # Model.version: schema 3
+    b.PrependUOffsetTRelativeSlot(1, codes_vec, 0)  # operator_codes
+    b.PrependUOffsetTRelativeSlot(2, subgraphs_vec, 0)  # subgraphs
+    b.PrependUOffsetTRelativeSlot(3, desc, 0)  # description
+    b.PrependUOffsetTRelativeSlot(4, buffers_vec, 0)  # buffers
+    b.PrependUOffsetTRelativeSlot(7, sig_vec, 0)  # signature_defs
+    b.Finish(b.EndObject(), file_identifier=TFLITE_IDENTIFIER)
+    return bytes(b.Output())
 
 
 def _default_version(od: OpDef, tensors: Sequence[TensorDef]) -> int:
@@ -531,9 +381,24 @@ def _default_version(od: OpDef, tensors: Sequence[TensorDef]) -> int:
     return 1
 
 
-def _empty_table(b: _Builder) -> int:
-    b.start_table()
-    return b.end_table()
+def _empty_table(b: Builder) -> int:
+    b.StartObject(0)
+    end: int = b.EndObject()
+    return end
+
+
+def _i32_vector(b: Builder, values: Sequence[int]) -> int:
+    off: int = b.CreateNumpyVector(np.asarray([int(v) for v in values], dtype="<i4"))
+    return off
+
+
+def _offset_vector(b: Builder, offsets: Sequence[int]) -> int:
+    """A vector of uoffsets to tables or strings written earlier."""
+    b.StartVector(4, len(offsets), 4)
+    for off in reversed(offsets):
+        b.PrependUOffsetTRelative(off)
+    end: int = b.EndVector()
+    return end
 
 
 def _tensor_bytes(i: int, t: TensorDef) -> bytes:
@@ -572,7 +437,7 @@ def _tensor_bytes(i: int, t: TensorDef) -> bytes:
     return raw
 
 
-def _write_tensor(b: _Builder, i: int, t: TensorDef, buffer: int) -> int:
+def _write_tensor(b: Builder, i: int, t: TensorDef, buffer: int) -> int:
     scales: list[float] = []
     zps: list[int] = []
     if t.scale is not None:
@@ -589,31 +454,28 @@ def _write_tensor(b: _Builder, i: int, t: TensorDef, buffer: int) -> int:
             )
     elif t.zero_point is not None:
         raise InputError(f"tensor {i} ({t.name!r}) has a zero point but no scale")
-    scale_vec = b.vector(_F32, scales) if scales else 0
-    zp_vec = b.vector(_I64, zps) if zps else 0
-    b.start_table()
-    if scale_vec:
-        b.add_offset(2, scale_vec)
-        b.add_offset(3, zp_vec)
-    if t.quantized_dimension:
-        b.add_scalar(6, _I32, t.quantized_dimension)
-    quant = b.end_table()
-    sig = b.vector(_I32, [int(d) for d in t.shape_signature]) if t.shape_signature else 0
-    name = b.string(t.name or f"tensor_{i}")
-    shape = b.vector(_I32, [int(d) for d in t.shape])
-    b.start_table()
-    b.add_offset(0, shape)
-    if DTYPE_CODES[t.dtype]:
-        b.add_scalar(1, _I8, DTYPE_CODES[t.dtype])
-    b.add_scalar(2, _U32, buffer)
-    b.add_offset(3, name)
-    b.add_offset(4, quant)
-    if sig:
-        b.add_offset(7, sig)
-    return b.end_table()
+    scale_vec = b.CreateNumpyVector(np.asarray(scales, dtype="<f4")) if scales else 0
+    zp_vec = b.CreateNumpyVector(np.asarray(zps, dtype="<i8")) if zps else 0
+    b.StartObject(7)
+    b.PrependUOffsetTRelativeSlot(2, scale_vec, 0)  # QuantizationParameters.scale
+    b.PrependUOffsetTRelativeSlot(3, zp_vec, 0)  # zero_point
+    b.PrependInt32Slot(6, t.quantized_dimension, 0)  # quantized_dimension
+    quant = b.EndObject()
+    sig = _i32_vector(b, t.shape_signature) if t.shape_signature else 0
+    name = b.CreateString(t.name or f"tensor_{i}")
+    shape = _i32_vector(b, t.shape)
+    b.StartObject(8)
+    b.PrependUOffsetTRelativeSlot(0, shape, 0)  # Tensor.shape
+    b.PrependInt8Slot(1, DTYPE_CODES[t.dtype], 0)  # type
+    b.PrependUint32Slot(2, buffer, 0)  # buffer
+    b.PrependUOffsetTRelativeSlot(3, name, 0)  # name
+    b.PrependUOffsetTRelativeSlot(4, quant, 0)  # quantization
+    b.PrependUOffsetTRelativeSlot(7, sig, 0)  # shape_signature
+    end: int = b.EndObject()
+    return end
 
 
-def _write_options(b: _Builder, j: int, od: OpDef) -> tuple[int, int]:
+def _write_options(b: Builder, j: int, od: OpDef) -> tuple[int, int]:
     opts = dict(od.options or {})
     table = OP_OPTIONS.get(od.op)
     if table is None:
@@ -640,23 +502,24 @@ def _write_options(b: _Builder, j: int, od: OpDef) -> tuple[int, int]:
             if seq is None:
                 raise InputError(f"operator {j} ({od.op}): {f.name} must be a list of ints")
             if seq or f.name in opts:
-                vectors[k] = b.vector(_I32, [int(x) for x in seq])
+                vectors[k] = _i32_vector(b, seq)
             continue
-        value = _option_value(j, od.op, f, raw)
-        if value != _SCHEMA_DEFAULTS.get(f.name, 0):
-            values[k] = value
-    b.start_table()
+        values[k] = _option_value(j, od.op, f, raw)
+    b.StartObject(len(fields))
     for k, off in vectors.items():
-        b.add_offset(k, off)
+        b.PrependUOffsetTRelativeSlot(k, off, 0)
     for k, value in values.items():
+        # the schema's default is left out, as the converter does; we always mean `value`
+        default = _SCHEMA_DEFAULTS.get(fields[k].name, 0)
         kind = fields[k].kind
         if kind == "f32":
-            b.add_scalar(k, _F32, float(value))
+            b.PrependFloat32Slot(k, float(value), float(default))
         elif kind == "i32":
-            b.add_scalar(k, _I32, int(value))
+            b.PrependInt32Slot(k, int(value), int(default))
         else:
-            b.add_scalar(k, _I8, int(value))
-    return BUILTIN_OPTIONS[table], b.end_table()
+            b.PrependInt8Slot(k, int(value), int(default))
+    end: int = b.EndObject()
+    return BUILTIN_OPTIONS[table], end
 
 
 def _option_value(j: int, op: str, f: _Field, raw: object) -> int | float:
@@ -675,15 +538,16 @@ def _option_value(j: int, op: str, f: _Field, raw: object) -> int | float:
     raise InputError(f"operator {j} ({op}): {f.name} must be an int, got {raw!r}")
 
 
-def _tensor_maps(b: _Builder, tensors: Sequence[TensorDef], idx: Sequence[int]) -> int:
+def _tensor_maps(b: Builder, entries: Sequence[tuple[str, int]]) -> int:
+    """A vector of TensorMap tables (name, tensor index)."""
     offs = []
-    for i in idx:
-        name = b.string(tensors[i].name or f"tensor_{i}")
-        b.start_table()
-        b.add_offset(0, name)
-        b.add_scalar(1, _U32, i)
-        offs.append(b.end_table())
-    return b.offset_vector(offs)
+    for name, i in entries:
+        name_off = b.CreateString(name)
+        b.StartObject(2)
+        b.PrependUOffsetTRelativeSlot(0, name_off, 0)  # TensorMap.name
+        b.PrependUint32Slot(1, i, 0)  # tensor_index
+        offs.append(b.EndObject())
+    return _offset_vector(b, offs)
 
 
 # --------------------------------------------------------------------------------------------
@@ -1089,15 +953,10 @@ def with_extra_outputs(data: bytes, tensor_indices: Sequence[int]) -> bytes:
                 name, k = f"{names[i]}_{k}", k + 1
             taken.add(name)
             entries.append((name, i))
-        b = _Builder()
-        offs = []
-        for name, i in entries:
-            s_off = b.string(name)
-            b.start_table()
-            b.add_offset(0, s_off)
-            b.add_scalar(1, _U32, i)
-            offs.append(b.end_table())
-        vec_off = b.offset_vector(offs)
-        frag, align = b.fragment()
+        b = Builder(1024)
+        vec_off = _tensor_maps(b, entries)
+        align = max(b.minalign, 4)
+        b.Prep(align, 0)  # pad the front: the fragment is placed at an `align` multiple
+        frag = bytes(b.Bytes[b.Head() :])  # unfinished: no root, only the vector
         _patch_uoffset(out, _field_pos(s, 1), _append(out, frag, align, vec_off))
     return bytes(out)
