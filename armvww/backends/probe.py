@@ -29,6 +29,9 @@ from typing import Any
 
 import numpy as np
 
+from ..model import tflite_build as tb
+from . import armnn
+
 
 def emit(**msg: Any) -> None:
     sys.stdout.write("ARMVWW_PROBE " + json.dumps(msg) + "\n")
@@ -58,9 +61,6 @@ def _load_and_run(ann: Any, rt: Any, data: bytes, backend: str, x: np.ndarray) -
 
 
 def main() -> int:
-    from armvww.backends import armnn
-    from armvww.model import tflite_build as tb
-
     try:
         ann = armnn.import_pyarmnn()
         feats = armnn.features(ann)

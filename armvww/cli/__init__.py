@@ -13,7 +13,7 @@ import logging
 import sys
 from collections.abc import Sequence
 
-from .. import __version__
+from .._version import __version__
 from ..errors import ArmvwwError
 from . import backends, bench, detect, evaluate, fetch, info, parity
 from .common import EXIT_ITEM_ERRORS, EXIT_OK, EXIT_USAGE, Command
