@@ -29,6 +29,7 @@ LAYERS: tuple[tuple[str, tuple[str, ...]], ...] = (
             "armvww.images",
             "armvww.labels",
             "armvww.machine",
+            "armvww.files",
         ),
     ),
     ("backends", ("armvww.backends",)),

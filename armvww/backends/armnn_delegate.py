@@ -58,16 +58,15 @@ from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from types import ModuleType
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import numpy as np
 
 from ..errors import BackendError, BackendUnavailableError, OptionError
 from ..model import Model
+from .armnn_options import ARMNN_BACKENDS, ArmNNOptions
 from .base import Session, emulation_info
-
-if TYPE_CHECKING:
-    from .armnn import ArmNNOptions
+from .litert import _probe as litert_probe
 
 log = logging.getLogger(__name__)
 
@@ -116,8 +115,6 @@ TRIAL_VALUES: dict[str, str] = {
     "serialize-to-dot": "",
     "disable-tflite-runtime-fallback": "false",
 }
-#: Arm NN's log levels (``logging-severity``).
-LOG_SEVERITIES: tuple[str, ...] = ("trace", "debug", "info", "warning", "error", "fatal")
 
 _DEB_ARCH = {"x86_64": "amd64", "aarch64": "arm64", "arm64": "arm64", "armv7l": "armhf"}
 _TRIPLET = {
@@ -367,8 +364,6 @@ def _run_probe(path: Path, timeout: float | None) -> DelegateProbe:
             )
         if running and running != "option keys":
             backends[running] = {"backend": running, "ok": False, "reason": reason}
-            from .armnn import ARMNN_BACKENDS
-
             for b in ARMNN_BACKENDS:
                 backends.setdefault(
                     b, {"backend": b, "ok": False, "reason": f"not tried: {running}: {reason}"}
@@ -706,8 +701,6 @@ def clear_pool() -> None:
 
 
 def import_litert() -> tuple[ModuleType, str]:
-    from .litert import _probe as litert_probe
-
     mod, desc, reason = litert_probe("auto")
     if mod is None:
         raise BackendUnavailableError(f"the delegate route needs LiteRT: {reason}")

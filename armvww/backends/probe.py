@@ -30,7 +30,15 @@ from typing import Any
 import numpy as np
 
 from ..model import tflite_build as tb
-from . import armnn
+from . import armnn_parser
+from .armnn_delegate import (
+    KEYS,
+    TRIAL_VALUES,
+    armnn_version_of_loaded,
+    import_litert,
+    node_placement,
+)
+from .armnn_options import ARMNN_BACKENDS
 
 
 def emit(**msg: Any) -> None:
@@ -62,21 +70,21 @@ def _load_and_run(ann: Any, rt: Any, data: bytes, backend: str, x: np.ndarray) -
 
 def main() -> int:
     try:
-        ann = armnn.import_pyarmnn()
-        feats = armnn.features(ann)
-        version = armnn.pyarmnn_version(ann)
+        ann = armnn_parser.import_pyarmnn()
+        feats = armnn_parser.features(ann)
+        version = armnn_parser.pyarmnn_version(ann)
     except Exception as exc:
         emit(stage="import", ok=False, reason=str(exc))
         return 0
     emit(stage="import", ok=True, version=version, features=feats)
-    rt = armnn.runtime()
+    rt = armnn_parser.runtime()
     listed = {str(b) for b in rt.GetDeviceSpec().GetSupportedBackends()}
     tiny = tb.tiny_vww_model()
     tiny_in = np.arange(64, dtype=np.int64).reshape(1, 8, 8, 1).astype(np.int8)
     pad, pad_in = tb.pad_probe_model(), tb.pad_probe_input()
     pad_expected = tb.pad_probe_expected(pad_in)
     only = os.environ.get("ARMVWW_PROBE_ONLY")
-    for backend in armnn.ARMNN_BACKENDS:
+    for backend in ARMNN_BACKENDS:
         if only and backend not in only.split(","):
             continue
         if backend not in listed:
@@ -119,15 +127,6 @@ def main() -> int:
 
 def delegate_main(path: str) -> int:
     """The child: load the delegate at ``path`` on each backend and report (see module doc)."""
-    from armvww.backends.armnn import ARMNN_BACKENDS
-    from armvww.backends.armnn_delegate import (
-        KEYS,
-        TRIAL_VALUES,
-        armnn_version_of_loaded,
-        import_litert,
-    )
-    from armvww.model import tflite_build as tb
-
     try:
         mod, litert = import_litert()
     except Exception as exc:
@@ -211,8 +210,6 @@ def _trial(mod: Any, data: bytes, d: Any, x: np.ndarray) -> tuple[np.ndarray, di
         experimental_op_resolver_type=mod.OpResolverType.BUILTIN_WITHOUT_DEFAULT_DELEGATES,
     )
     it.allocate_tensors()
-    from armvww.backends.armnn_delegate import node_placement
-
     nodes = node_placement(it)
     it.set_tensor(it.get_input_details()[0]["index"], x)
     it.invoke()

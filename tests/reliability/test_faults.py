@@ -521,7 +521,9 @@ def test_gpuacc_probe_survives_a_faulty_opencl_driver(
 def test_armnn_session_on_a_full_temp_dir_is_a_typed_error(
     full_dir: tuple[Path, str], vww2_bytes: bytes, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    armnn = pytest.importorskip("armvww.backends.armnn", reason="no Arm NN backend module yet")
+    armnn = pytest.importorskip(
+        "armvww.backends.armnn_parser", reason="no Arm NN backend module yet"
+    )
     import tempfile
     import types
 

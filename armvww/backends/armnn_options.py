@@ -1,0 +1,102 @@
+"""Options of the Arm NN backend family, shared by both routes (PyArmNN's TfLite parser,
+:mod:`armvww.backends.armnn_parser`, and the TfLite delegate,
+:mod:`armvww.backends.armnn_delegate`), and the names both use."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from ..errors import OptionError
+from .base import BackendOptions
+
+#: Arm NN backend names armvww knows, in the order the probe tries them (GpuAcc last: it is
+#: the one that can abort the probe process).
+ARMNN_BACKENDS: tuple[str, ...] = ("CpuRef", "CpuAcc", "GpuAcc")
+
+#: The routes into Arm NN (``ArmNNOptions.route``).
+ROUTES: tuple[str, ...] = ("auto", "parser", "delegate")
+
+#: Arm NN's log levels (``logging-severity``).
+LOG_SEVERITIES: tuple[str, ...] = ("trace", "debug", "info", "warning", "error", "fatal")
+
+
+@dataclass(frozen=True)
+class ArmNNOptions(BackendOptions):
+    """Options of the Arm NN backends (one dataclass for the family; each field says which
+    backend reads it). Every option is feature-detected against the installed PyArmNN: one it
+    cannot honour raises :class:`~armvww.errors.OptionError` when the network is loaded.
+
+    Attributes:
+        cpu_threads: CpuAcc ``NumberOfThreads`` (1..64).
+        cpu_fast_math: CpuAcc ``FastMathEnabled`` (may use Winograd and lose exactness).
+        gpu_fast_math: GpuAcc ``FastMathEnabled``.
+        gpu_tuning_level: GpuAcc CL tuning level 0 (none) .. 3 (exhaustive).
+        gpu_tuning_file: GpuAcc tuning file, read, and written after tuning.
+        gpu_kernel_profiling: GpuAcc ``KernelProfilingEnabled``.
+        gpu_cached_network: GpuAcc compiled-kernel cache file (``CachedNetworkFilePath``):
+            read when it exists, else written after the load (atomically) when
+            ``gpu_save_cached_network`` is true.
+        gpu_save_cached_network: write ``gpu_cached_network`` after loading.
+        allow_defective: run models with PAD even on a runtime that fails the PAD probe.
+        profiling: enable Arm NN's profiler; per-workload times and backends go to
+            ``session.info["profile"]`` after each :meth:`ArmNNSession.profile` call
+            (parser route only).
+        route: ``"auto"`` (parser when PyArmNN works and can honour the options, else the
+            delegate), ``"parser"`` or ``"delegate"``.
+        delegate_path: the delegate library (a file or a folder); default: the environment
+            variable ``ARMVWW_ARMNN_DELEGATE``, then the standard places
+            (:func:`armvww.backends.armnn_delegate.find_delegate`). Delegate route only.
+        gpu_mlgo_tuning_file: GpuAcc MLGO heuristics file (delegate route only).
+        log_severity: Arm NN's log level on the delegate route (``trace`` .. ``fatal``;
+            default ``fatal``: quiet). Process-wide in Arm NN.
+        dot_file: write the optimised network as Graphviz ``.dot`` here at load (delegate
+            route only).
+        pure_armnn: delegate route: fail to load rather than let LiteRT's kernels run nodes
+            Arm NN cannot (``disable-tflite-runtime-fallback``). The parser route is always
+            pure Arm NN.
+
+    On the delegate route, ``gpu_tuning_level``, ``gpu_tuning_file`` and
+    ``gpu_kernel_profiling`` configure Arm NN's process-wide runtime, which the first
+    delegate of the process creates: a later session asking for other values raises
+    :class:`~armvww.errors.OptionError`. A tuning file is read when the runtime is made and
+    written (after tuning, level > 0) when the process exits.
+    """
+
+    cpu_threads: int | None = None
+    cpu_fast_math: bool = False
+    gpu_fast_math: bool = False
+    gpu_tuning_level: int | None = None
+    gpu_tuning_file: str | None = None
+    gpu_kernel_profiling: bool = False
+    gpu_cached_network: str | None = None
+    gpu_save_cached_network: bool = False
+    allow_defective: bool = False
+    profiling: bool = False
+    route: str = "auto"
+    delegate_path: str | None = None
+    gpu_mlgo_tuning_file: str | None = None
+    log_severity: str | None = None
+    dot_file: str | None = None
+    pure_armnn: bool = False
+
+    def __post_init__(self) -> None:
+        if self.route not in ROUTES:
+            raise OptionError(f"route must be one of {', '.join(ROUTES)}, got {self.route!r}")
+        if self.log_severity is not None and self.log_severity not in LOG_SEVERITIES:
+            raise OptionError(
+                f"log_severity must be one of {', '.join(LOG_SEVERITIES)}, "
+                f"got {self.log_severity!r}"
+            )
+        if self.cpu_threads is not None and not (
+            isinstance(self.cpu_threads, int) and 1 <= self.cpu_threads <= 64
+        ):
+            raise OptionError(f"cpu_threads must be an int in 1..64, got {self.cpu_threads!r}")
+        if self.gpu_tuning_level is not None and self.gpu_tuning_level not in (0, 1, 2, 3):
+            raise OptionError(
+                f"gpu_tuning_level must be 0 (none), 1 (rapid), 2 (normal) or 3 (exhaustive), "
+                f"got {self.gpu_tuning_level!r}"
+            )
+        if self.gpu_save_cached_network and not self.gpu_cached_network:
+            raise OptionError("gpu_save_cached_network needs gpu_cached_network (a file path)")
+        if self.gpu_tuning_level and not self.gpu_tuning_file:
+            raise OptionError("gpu_tuning_level > 0 needs gpu_tuning_file to keep the result")
