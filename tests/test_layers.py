@@ -161,3 +161,14 @@ def test_the_check_sees_an_upward_import(tmp_path: Path) -> None:
     got = list(imports("armvww.model.store", src, known))
     assert got == [("armvww.cli.common", 2, True)]
     assert layer_of("armvww.cli.common") > layer_of("armvww.model.store")
+
+
+def test_every_package_folder_is_a_regular_package() -> None:
+    """setuptools' ``find:`` ships only folders with ``__init__.py``: a folder without one
+    works from the source tree and is missing from the wheel and the board images."""
+    missing = [
+        str(d.relative_to(REPO))
+        for d in sorted({p.parent for p in PACKAGE.rglob("*.py")})
+        if not (d / "__init__.py").is_file()
+    ]
+    assert not missing, f"package folders without __init__.py: {missing}"
