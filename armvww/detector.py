@@ -98,7 +98,8 @@ class Detector:
 
     Args:
         model: a path, bytes, a :class:`~armvww.model.Model`, or a known name (``"vww2"``,
-            ``"vww4"``); ``None`` means ``ARMVWW_MODEL`` or ``vww2`` (see :mod:`armvww.store`).
+            ``"vww4"``); ``None`` means ``ARMVWW_MODEL`` or ``vww2`` (see
+            :mod:`armvww.model.store`).
         backend: a backend name (``"LiteRT"``, ``"CpuAcc"``, ``"GpuAcc"``, ``"CpuRef"``),
             ``"auto"`` (best available: GpuAcc, CpuAcc, LiteRT, CpuRef), ``"fastest"``
             (measured once per model and machine and cached; see :mod:`armvww.select`),
@@ -118,7 +119,7 @@ class Detector:
 
     Raises:
         ModelNotFoundError, ModelIntegrityError, UnsupportedModelError: see
-            :func:`armvww.store.load_model`.
+            :func:`armvww.model.store.load_model`.
         BackendUnavailableError: no requested backend can be used here.
         InputError: an argument of the wrong type or value (``threshold`` not a finite
             number in [0, 1], ``backend`` not a name or list of names, ``max_pixels`` not an

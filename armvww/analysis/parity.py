@@ -156,7 +156,7 @@ def stack(outputs: Sequence[np.ndarray]) -> np.ndarray:
 # XNNPACK by up to 11 LSB at the output while Arm NN CpuRef is within 1-3 LSB of XNNPACK.
 # So, like with like: any runtime that is not LiteRT-with-preserve (Arm NN, LiteRT with
 # XNNPACK) runs a rewritten copy of the model whose extra subgraph outputs are those tensors
-# (:func:`armvww.tflite_build.with_extra_outputs`); nothing else in the graph changes, and
+# (:func:`armvww.model.tflite_build.with_extra_outputs`); nothing else in the graph changes, and
 # whether its final output stayed the same is checked and reported.
 
 

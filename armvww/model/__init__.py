@@ -114,7 +114,7 @@ class OperatorSpec:
 class Model:
     """An immutable, validated VWW model: the bytes and every fact read from them.
 
-    Build one with :func:`parse_model` (bytes) or :func:`armvww.store.load_model` (a path or a
+    Build one with :func:`parse_model` (bytes) or :func:`armvww.model.store.load_model` (a path or a
     known name); never construct it directly.
     """
 
