@@ -16,9 +16,11 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Protocol
 
-from . import images
+from . import files, images
 from .errors import InputError
 
+#: Largest label file read.
+MAX_LABELS_BYTES = 64 * 1024 * 1024
 #: The label file looked for beside images.
 LABELS_FILE = "labels.csv"
 #: Label words by value (1 = person).
@@ -34,8 +36,9 @@ def read_csv(src: str | os.PathLike[str]) -> list[tuple[Path, int]]:
     """
     src = Path(src)
     try:
-        rows = list(csv.reader(src.read_text(encoding="utf-8").splitlines()))
-    except (OSError, UnicodeDecodeError, csv.Error) as exc:
+        raw = files.read_regular_file(src, MAX_LABELS_BYTES, "label file", InputError)
+        rows = list(csv.reader(raw.decode("utf-8").splitlines()))
+    except (UnicodeDecodeError, csv.Error) as exc:
         raise InputError(f"cannot read {src} as a CSV of path,label: {exc}") from exc
     rows = [r for r in rows if r and any(c.strip() for c in r)]
     if not rows:
@@ -68,10 +71,10 @@ def read_labelled(source: str | os.PathLike[str]) -> list[tuple[Path, int]]:
     """
     src = Path(source)
     out: list[tuple[Path, int]] = []
-    if src.is_dir():
+    if files.kind(src) == "dir":
         for sub, label in (("no_person", 0), ("person", 1)):
             d = src / sub
-            if d.is_dir():
+            if files.kind(d) == "dir":
                 out += [(Path(p), label) for p in images.iter_image_paths(d)]
         if not out:
             raise InputError(
@@ -79,7 +82,7 @@ def read_labelled(source: str | os.PathLike[str]) -> list[tuple[Path, int]]:
                 "subfolders, or give a CSV of path,label"
             )
         return sorted(out)
-    if not src.is_file():
+    if files.kind(src) != "file":
         raise InputError(f"{src} is neither a folder nor a CSV file")
     return read_csv(src)
 
@@ -115,9 +118,9 @@ def truth_for(inputs: Iterable[object]) -> tuple[dict[str, int], list[Path]]:
 
 def _nearest_label_file(p: Path) -> Path | None:
     start = Path(_key(p))
-    for d in (start, *start.parents) if start.is_dir() else start.parents:
+    for d in (start, *start.parents) if files.kind(start) == "dir" else start.parents:
         f = d / LABELS_FILE
-        if f.is_file():
+        if files.kind(f) in ("file", "other"):  # a FIFO or device fails when read, loudly
             return f
     return None
 
@@ -127,7 +130,7 @@ def short_name(source: str, roots: Sequence[str | os.PathLike[str]]) -> str:
     user named), else unchanged."""
     src = _key(source)
     for r in roots:
-        if Path(r).is_dir():
+        if files.kind(r) == "dir":
             root = _key(r)
             if src.startswith(root + os.sep):
                 return os.path.relpath(src, root)

@@ -29,6 +29,7 @@ import dataclasses
 import hashlib
 import json
 import logging
+import math
 import os
 import statistics
 import time
@@ -40,7 +41,7 @@ from typing import Any, Literal
 
 import numpy as np
 
-from . import backends, machine
+from . import backends, files, machine
 from .backends.base import BackendOptions, Session
 from .errors import (
     ArmvwwError,
@@ -196,19 +197,44 @@ def measure(model: Model, names: list[str]) -> tuple[dict[str, float], dict[str,
     return {n: statistics.median(v) * 1e6 for n, v in samples.items()}, skipped
 
 
+#: Largest ``fastest`` cache file read (they are < 2 KB).
+MAX_CACHE_BYTES = 64 * 1024
+
+
 def _load(path: Path, runtimes: dict[str, str]) -> FastestChoice | None:
+    """The cached choice, or None (measure again) for anything but a sound, current file: a
+    missing file, not a regular file (FIFO, device), over :data:`MAX_CACHE_BYTES`, not JSON
+    (deeply nested too), another version or runtime set, or a verdict naming a backend that
+    is not available here."""
+    if files.kind(path) == "missing":
+        return None
     try:
-        d = json.loads(path.read_text(encoding="utf-8"))
+        raw = files.read_regular_file(path, MAX_CACHE_BYTES, "fastest cache", ArmvwwError)
+        d = json.loads(raw.decode("utf-8"))
         if d.get("version") != CACHE_VERSION or d.get("runtimes") != runtimes:
             return None
         med = {str(k): float(v) for k, v in d["median_us"].items()}
-        order = tuple(str(n) for n in d["order"])
-        if set(order) != set(med):
-            return None
+        order = tuple(n for n in d["order"] if isinstance(n, str))
+        if len(order) != len(d["order"]) or set(order) != set(med) or len(set(order)) != len(order):
+            raise ValueError("order and medians disagree")
+        if not all(math.isfinite(v) and v > 0 for v in med.values()):
+            raise ValueError("a median is not a positive finite number")
+        unavailable = [n for n in order if n not in runtimes]
+        if unavailable:
+            raise ValueError(f"it names {', '.join(unavailable)}, not available here")
         return FastestChoice(
             order, med, dict(d.get("skipped", {})), True, str(path), str(d.get("measured_at", ""))
         )
-    except (OSError, ValueError, KeyError, TypeError, AttributeError):
+    except (
+        ArmvwwError,
+        ValueError,
+        KeyError,
+        TypeError,
+        AttributeError,
+        RecursionError,
+        MemoryError,
+    ) as exc:
+        log.warning("ignoring the fastest-backend cache %s (%s); measuring again", path, exc)
         return None
 
 

@@ -64,7 +64,7 @@ import numpy as np
 
 from ..errors import BackendError, BackendUnavailableError, OptionError
 from ..model import Model
-from .armnn_options import ARMNN_BACKENDS, ArmNNOptions
+from .armnn_options import ARMNN_BACKENDS, ArmNNOptions, probe_timeout
 from .base import Session, emulation_info
 from .litert import _probe as litert_probe
 
@@ -74,8 +74,6 @@ log = logging.getLogger(__name__)
 LIB_NAME = "libarmnnDelegate.so"
 #: Environment variable naming the library (a file or a folder).
 ENV_PATH = "ARMVWW_ARMNN_DELEGATE"
-#: Seconds the probe child may take (a cold GpuAcc load under qemu takes minutes).
-DEFAULT_PROBE_TIMEOUT = 300.0
 #: Idle interpreters kept for reuse, over all (model, library, options).
 POOL_IDLE_MAX = 4
 
@@ -291,7 +289,9 @@ def probe(path: Path, timeout: float | None = None) -> DelegateProbe:
 
 def _run_probe(path: Path, timeout: float | None) -> DelegateProbe:
     if timeout is None:
-        timeout = float(os.environ.get("ARMVWW_PROBE_TIMEOUT", DEFAULT_PROBE_TIMEOUT))
+        timeout, problem = probe_timeout()
+        if problem:
+            return DelegateProbe(str(path), error=problem)
     cmd = [sys.executable, "-m", "armvww.backends.probe", "--delegate", str(path)]
     env = dict(os.environ)
     root = str(Path(__file__).resolve().parents[2])

@@ -4,10 +4,42 @@
 
 from __future__ import annotations
 
+import math
+import os
 from dataclasses import dataclass
 
+from .. import files
 from ..errors import OptionError
 from .base import BackendOptions
+
+#: Seconds an Arm NN probe child may take (importing pyarmnn and loading three tiny networks,
+#: or loading the delegate). Under qemu, or with PoCL compiling OpenCL kernels cold, it can
+#: take minutes. ``ARMVWW_PROBE_TIMEOUT`` overrides it.
+DEFAULT_PROBE_TIMEOUT = 300.0
+#: Longest probe timeout ``ARMVWW_PROBE_TIMEOUT`` may ask for (seconds; a day).
+MAX_PROBE_TIMEOUT = 86400.0
+
+
+def probe_timeout() -> tuple[float, str]:
+    """The probe timeout from ``ARMVWW_PROBE_TIMEOUT`` (default :data:`DEFAULT_PROBE_TIMEOUT`)
+    and, when the variable is not a number of seconds in (0, :data:`MAX_PROBE_TIMEOUT`],
+    the message to report instead of probing (every Arm NN backend of that route is then
+    unavailable with that reason)."""
+    raw = os.environ.get("ARMVWW_PROBE_TIMEOUT")
+    if raw is None or not raw.strip():
+        return DEFAULT_PROBE_TIMEOUT, ""
+    try:
+        value = float(raw)
+    except ValueError:
+        value = math.nan
+    if not (math.isfinite(value) and 0 < value <= MAX_PROBE_TIMEOUT):
+        return DEFAULT_PROBE_TIMEOUT, (
+            f"ARMVWW_PROBE_TIMEOUT={raw[:40]!r} is not valid: it must be a number of seconds "
+            f"in (0, {MAX_PROBE_TIMEOUT:g}], e.g. `export ARMVWW_PROBE_TIMEOUT=300` (the "
+            "default when unset)"
+        )
+    return value, ""
+
 
 #: Arm NN backend names armvww knows, in the order the probe tries them (GpuAcc last: it is
 #: the one that can abort the probe process).
@@ -98,5 +130,13 @@ class ArmNNOptions(BackendOptions):
             )
         if self.gpu_save_cached_network and not self.gpu_cached_network:
             raise OptionError("gpu_save_cached_network needs gpu_cached_network (a file path)")
+        if self.gpu_cached_network:  # Arm NN reads it natively: never a FIFO or a device
+            k = files.kind(os.path.expanduser(self.gpu_cached_network))
+            if isinstance(k, OSError) or k not in ("file", "missing"):
+                why = k.strerror if isinstance(k, OSError) else f"it is a {k}"
+                raise OptionError(
+                    f"gpu_cached_network {self.gpu_cached_network!r} must be a regular file "
+                    f"(or not exist yet): {why}"
+                )
         if self.gpu_tuning_level and not self.gpu_tuning_file:
             raise OptionError("gpu_tuning_level > 0 needs gpu_tuning_file to keep the result")

@@ -43,14 +43,11 @@ import numpy as np
 
 from ..errors import BackendError, BackendUnavailableError, OptionError
 from ..model import Model
-from .armnn_options import ArmNNOptions
+from .armnn_options import ArmNNOptions, probe_timeout
 from .base import Session, emulation_info
 
 log = logging.getLogger(__name__)
 
-#: Seconds the probe child may take (importing pyarmnn and loading three tiny networks).
-#: Under qemu, or with PoCL compiling OpenCL kernels cold, it can take minutes.
-DEFAULT_PROBE_TIMEOUT = 300.0
 
 _DOT_LAYER = re.compile(r"LayerName : (.*?)\\l.*?BackendID : (\w+)")
 
@@ -170,7 +167,9 @@ def _run_probe(timeout: float | None) -> ProbeResult:
             "it is not on PyPI)"
         )
     if timeout is None:
-        timeout = float(os.environ.get("ARMVWW_PROBE_TIMEOUT", DEFAULT_PROBE_TIMEOUT))
+        timeout, problem = probe_timeout()
+        if problem:
+            return ProbeResult(error=problem)
     pkg_parent = str(Path(__file__).resolve().parent.parent.parent)
     env = dict(os.environ)
     env["PYTHONPATH"] = os.pathsep.join(filter(None, [pkg_parent, env.get("PYTHONPATH")]))

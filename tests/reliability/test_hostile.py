@@ -471,3 +471,129 @@ def test_outputs_are_copied_under_the_lock(
         t.join()
     d.close()
     assert bad == []
+
+
+# -- 5: the fastest cache file is checked, bounded and re-measured when unsound ---------------
+@pytest.fixture
+def alarm() -> Iterator[None]:
+    """Turn a hang (a blocking open or read) into a test failure after 30 s."""
+    import signal
+
+    class Hung(BaseException):  # not an OSError: no handler may swallow it
+        pass
+
+    def boom(*_: object) -> None:
+        raise Hung("hung for 30 s")
+
+    old = signal.signal(signal.SIGALRM, boom)
+    signal.alarm(30)
+    try:
+        yield
+    finally:
+        signal.alarm(0)
+        signal.signal(signal.SIGALRM, old)
+
+
+def _place(path: Path, kind: str, runtimes: dict[str, str]) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    if kind == "fifo":
+        os.mkfifo(path)
+    elif kind == "zero":
+        path.symlink_to("/dev/zero")
+    elif kind == "deep":
+        path.write_text("[" * 200_000 + "]" * 200_000)
+    elif kind == "huge":
+        with open(path, "wb") as f:
+            f.truncate(1 << 30)  # sparse: 1 GB of nothing
+    elif kind == "unavailable":
+        doc = {
+            "version": 1,
+            "runtimes": runtimes,
+            "order": ["CpuRef"],
+            "median_us": {"CpuRef": 1.0},
+        }
+        path.write_text(json.dumps(doc))
+
+
+@pytest.mark.parametrize("kind", ["fifo", "zero", "deep", "huge", "unavailable"])
+def test_an_unsound_fastest_cache_is_measured_again(
+    vww2_path: Path, kind: str, alarm: None
+) -> None:
+    from armvww import select
+
+    if not armvww.backends.availability("LiteRT").available:
+        pytest.skip("LiteRT is not usable here")
+    model = store.load_model(vww2_path)
+    runtimes = select._available()
+    if "CpuRef" in runtimes and kind == "unavailable":
+        runtimes = {k: v for k, v in runtimes.items() if k != "CpuRef"}
+    path = select.cache_path(model, runtimes)
+    _place(path, kind, runtimes)
+    try:
+        if kind == "unavailable" and "CpuRef" in select._available():
+            pytest.skip("CpuRef is available here")
+        tracemalloc.start()
+        try:
+            choice = select.fastest_choice(model)
+            _, peak = tracemalloc.get_traced_memory()
+        finally:
+            tracemalloc.stop()
+        assert not choice.cached and "LiteRT" in choice.order
+        assert peak < 32 << 20, peak  # the 1 GB file is not read
+        with armvww.Detector(model, backend="fastest") as det:
+            assert det.backend in choice.order
+    finally:
+        if path.exists() or path.is_symlink():
+            path.unlink()
+
+
+# -- 10: LiteRT threads are bounded ----------------------------------------------------------
+def test_litert_threads_are_bounded() -> None:
+    from armvww.backends.litert import MAX_THREADS, LiteRTOptions
+
+    for bad in (0, -1, MAX_THREADS + 1, 100_000, True, 2.0, "4"):
+        with pytest.raises(OptionError):
+            LiteRTOptions(threads=bad)  # type: ignore[arg-type]
+    assert LiteRTOptions(threads=MAX_THREADS).threads == MAX_THREADS
+
+
+# -- 13: ARMVWW_PROBE_TIMEOUT is validated ---------------------------------------------------
+@pytest.mark.parametrize("raw", ["abc", "nan", "-1", "0", "1e9", "inf", "5s"])
+def test_a_bad_probe_timeout_is_reported_clearly(raw: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    from armvww.backends import armnn_delegate, armnn_options, armnn_parser
+
+    monkeypatch.setenv("ARMVWW_PROBE_TIMEOUT", raw)
+    value, problem = armnn_options.probe_timeout()
+    assert value == armnn_options.DEFAULT_PROBE_TIMEOUT
+    assert problem.startswith(f"ARMVWW_PROBE_TIMEOUT={raw!r} is not valid")
+    assert "export ARMVWW_PROBE_TIMEOUT=300" in problem
+    monkeypatch.setattr(armnn_parser.importlib.util, "find_spec", lambda name: object())
+    # both routes report it before any probe process is started
+    assert armnn_parser._run_probe(None).error == problem
+    assert armnn_delegate._run_probe(Path("/nonexistent/lib.so"), None).error == problem
+
+
+def test_a_good_probe_timeout_is_used(monkeypatch: pytest.MonkeyPatch) -> None:
+    from armvww.backends import armnn_options
+
+    monkeypatch.setenv("ARMVWW_PROBE_TIMEOUT", " 12.5 ")
+    assert armnn_options.probe_timeout() == (12.5, "")
+
+
+def test_a_gpu_cached_network_that_is_not_a_file_is_refused(tmp_path: Path) -> None:
+    from armvww.backends.armnn_options import ArmNNOptions
+
+    fifo = _fifo(tmp_path / "net.bin")
+    for bad in (str(fifo), "/dev/zero", str(tmp_path)):
+        with pytest.raises(OptionError, match="must be a regular file"):
+            ArmNNOptions(gpu_cached_network=bad)
+    ArmNNOptions(gpu_cached_network=str(tmp_path / "new.bin"))
+
+
+# -- labels.csv beside images is read like any other file: regular, bounded ------------------
+def test_a_labels_file_that_is_a_fifo_does_not_hang(vww2_path: Path, tmp_path: Path) -> None:
+    (tmp_path / "a.png").write_bytes(_png(Image.new("L", (9, 9))))
+    os.mkfifo(tmp_path / "labels.csv")
+    r = _cli(["detect", "-m", str(vww2_path), "-b", "LiteRT", str(tmp_path)])
+    assert b"Traceback" not in r.stderr
+    assert b"labels.csv" in r.stderr and r.returncode == InputError.exit_code, r.stderr
