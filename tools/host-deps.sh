@@ -5,8 +5,9 @@
 # *recommends* its CpuRef backend).
 #   gcc, libc6-dev    the C oracle of the preprocessing tests
 #   python3-*, libarmnn*  the host lane: Debian's own python3 with the distribution's pyarmnn
-#                  (bookworm: Arm NN 20.08, which armvww must detect as defective) and the
-#                  CpuRef backend library it loads at run time
+#                  (bookworm: Arm NN 20.08, which armvww must detect as defective), the
+#                  CpuRef backend library it loads at run time, and armvww's own
+#                  dependencies (python3-tqdm, python3-flatbuffers)
 #   util-linux, debian-archive-keyring   tools/debtree.py (trees of Debian trixie)
 # Without root it only says what is missing; the tests that need it then skip with a reason
 # (and fail in strict mode, ARMVWW_STRICT=1, as in CI).
@@ -14,7 +15,7 @@
 set -euo pipefail
 PKGS=(
   gcc libc6-dev
-  python3 python3-numpy python3-pil python3-pytest
+  python3 python3-numpy python3-pil python3-pytest python3-tqdm python3-flatbuffers
   python3-pyarmnn libarmnn22 libarmnntfliteparser22 libarmnn-cpuref-backend22
   util-linux debian-archive-keyring
 )
