@@ -1,19 +1,28 @@
 # armvww developer commands. Everything installs itself: `make test` on a bare machine with
-# Python >= 3.11 (and apt, as root, for the Arm NN trees) is enough.
+# Python >= 3.11 (and apt, as root, for the Arm NN trees) is enough. `make help` lists them.
 PYTHON ?= python3
 VENV   ?= .venv
 PY     := $(VENV)/bin/python
+ARMVWW := $(VENV)/bin/armvww
 SHARED ?= $(abspath ../shared)
-IMAGES ?= $(SHARED)/data/vww_samples
 PYTEST_ARGS ?=
 
-# Tests and the demo read the third-party models and photos from ../shared (never committed).
+# Tests and the demo read the third-party models and photos from ../shared (never committed)
+# when it exists; without it, `make detect` fetches them (pinned, verified) into the user
+# cache, and the tests do the same (offline, the tests that need them skip, saying why).
 export ARMVWW_SHARED ?= $(SHARED)
 ifneq ($(wildcard $(SHARED)/models),)
 export ARMVWW_MODEL_DIR ?= $(SHARED)/models
 endif
+ifneq ($(wildcard $(SHARED)/data/vww_samples),)
+IMAGES ?= $(SHARED)/data/vww_samples
+endif
 
-.PHONY: install host-deps detect test test-gpuacc lint format clean
+.PHONY: help install host-deps detect fetch test test-gpuacc dist test-sdist lint format clean distclean
+
+## help: list the targets
+help:
+	@sed -n 's/^## //p' $(MAKEFILE_LIST)
 
 $(VENV)/.installed: setup.cfg pyproject.toml
 	$(PYTHON) -c 'import sys; assert sys.version_info >= (3, 11), "armvww needs Python >= 3.11"'
@@ -22,33 +31,72 @@ $(VENV)/.installed: setup.cfg pyproject.toml
 	$(PY) -m pip install -q -e '.[litert,test,dev]'
 	touch $@
 
+## install: create .venv and install armvww in it (editable, with LiteRT, test and dev tools)
 install: $(VENV)/.installed
 
-## detect: the main job - detect people in IMAGES on the embedded default backend (LiteRT)
+## detect: the main job - detect people in IMAGES on the embedded default backend (LiteRT);
+##         without ../shared it first fetches vww2 and the 13 sample photos (verified)
 detect: install
-	$(VENV)/bin/armvww detect --backend LiteRT $(IMAGES)
+ifeq ($(wildcard $(SHARED)/models),)
+	$(ARMVWW) fetch vww2
+endif
+ifeq ($(IMAGES),)
+	$(ARMVWW) fetch samples
+	$(ARMVWW) detect --backend LiteRT "$$($(ARMVWW) fetch samples)"
+else
+	$(ARMVWW) detect --backend LiteRT $(IMAGES)
+endif
+
+## fetch: download vww2, vww4 and the sample photos into the user cache (~/.cache/armvww)
+fetch: install
+	$(ARMVWW) fetch vww2 vww4 samples
 
 ## host-deps: Debian packages for the C oracle, the host pyarmnn lane and the trees (root)
 host-deps:
 	bash tools/host-deps.sh
 
-## test: the whole test suite, Arm NN lanes in Debian trees included
+## test: the whole test suite, Arm NN lanes in Debian trees included; as root it installs
+##       Debian packages (tools/host-deps.sh), registers a binfmt_misc entry for arm64 and
+##       builds ~830 MB of Debian trees in .cache/ (see the README)
 test: install host-deps
 	$(PY) -m pytest $(PYTEST_ARGS)
 
 ## test-gpuacc: opt-in GpuAcc-on-PoCL lane (functional check of GpuAcc, not Mali speed;
-## ~600 MB, ~30 min of kernel compiles per model on a cold cache)
+##              ~600 MB, ~30 min of kernel compiles per model on a cold cache)
 test-gpuacc: install host-deps
 	ARMVWW_GPUACC=1 $(PY) -m pytest tests/trees/test_gpuacc_lane.py $(PYTEST_ARGS)
 
+## dist: build the wheel and the sdist into dist/
+dist: install
+	rm -rf dist
+	$(PY) -m build --sdist --wheel --outdir dist . >/dev/null
+	@ls dist
+
+## test-sdist: unpack the sdist, install it in a fresh venv and run its tests (no Debian trees)
+test-sdist: dist
+	rm -rf build/sdist && mkdir -p build/sdist
+	tar -xzf dist/armvww-*.tar.gz -C build/sdist
+	$(PYTHON) -m venv build/sdist/venv
+	build/sdist/venv/bin/python -m pip install -q "$$(ls build/sdist/armvww-*/ -d)[litert,test]"
+	cd build/sdist/armvww-*/ && ../venv/bin/python -m pytest -p no:cacheprovider \
+	    -m "not trees and not gpuacc" $(PYTEST_ARGS)
+
+## lint: ruff check, ruff format --check, mypy strict
 lint: install
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/ruff format --check .
 	$(VENV)/bin/mypy
 
+## format: ruff format and ruff check --fix
 format: install
 	$(VENV)/bin/ruff format .
 	$(VENV)/bin/ruff check --fix .
 
+## clean: remove the venv and build/lint caches
 clean:
-	rm -rf $(VENV) build *.egg-info .pytest_cache .mypy_cache .ruff_cache
+	rm -rf $(VENV) build dist *.egg-info .pytest_cache .mypy_cache .ruff_cache .hypothesis
+
+## distclean: clean, and remove .cache/ (Debian trees, qemu, kernel caches); the user
+##            cache of downloads (~/.cache/armvww) is left alone
+distclean: clean
+	rm -rf .cache

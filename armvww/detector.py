@@ -19,7 +19,7 @@ from .backends.base import BackendOptions
 from .errors import ArmvwwError, BackendError, ImageDecodeError, InputError, OptionError
 from .model import Model
 from .model.store import ModelSource, load_model
-from .select import BackendSpec, OptionsSpec, Selection, open_backend
+from .select import BackendSpec, OptionsSpec, Selection, check_names, open_backend
 
 log = logging.getLogger(__name__)
 
@@ -141,6 +141,7 @@ class Detector:
         self.threshold = float(threshold)
         self.max_pixels = max_pixels
         self.fast_decode = fast_decode
+        check_names(backend)  # an unknown backend name is reported before any model search
         self.model: Model = load_model(model)
         self._session, choice = open_backend(self.model, backend, options)
         #: The record of how the backend was chosen (rule, order tried, reasons, measurements).

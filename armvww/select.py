@@ -144,6 +144,18 @@ def split_route(label: str) -> tuple[str, str | None]:
     return (name, route) if sep else (label, None)
 
 
+def check_names(spec: BackendSpec) -> None:
+    """Raise for a backend name that is not registered, before any model is searched.
+
+    Raises:
+        BackendUnavailableError: an unknown name (the message lists the known ones).
+    """
+    for label in [spec] if isinstance(spec, str) else list(spec):
+        name, _ = split_route(label)
+        if name.lower() not in ("auto", "fastest"):
+            backends.get(name)
+
+
 def _with_route(
     cls: type[backends.Backend], opts: BackendOptions | None, route: str | None
 ) -> BackendOptions | None:

@@ -1,8 +1,11 @@
 """Shared fixtures: the real models and labelled photos from ../shared, and strict mode.
 
-``ARMVWW_SHARED`` points at the shared data folder (default: ``<repo>/../shared``). With
-``ARMVWW_STRICT=1`` (CI) a skipped test is a failure unless it is marked ``optional``: in CI
-nothing the README promises may be skipped.
+``ARMVWW_SHARED`` points at the shared data folder (default: ``<repo>/../shared``). Without
+one (a clone from a public git host), the data comes from the user cache
+(``~/.cache/armvww``, the same layout), fetched once per session with ``armvww fetch``'s code
+(pinned URLs, verified; ``ARMVWW_FETCH_BASE`` for a mirror); offline, the tests that need it
+skip with the reason. With ``ARMVWW_STRICT=1`` (CI) a skipped test is a failure unless it is
+marked ``optional``: in CI nothing the README promises may be skipped.
 """
 
 from __future__ import annotations
@@ -13,8 +16,17 @@ from pathlib import Path
 
 import pytest
 
+from armvww import samples as _samples
+from armvww.errors import FetchError
+from armvww.model import store as _store
+
 REPO = Path(__file__).resolve().parent.parent
-SHARED = Path(os.environ.get("ARMVWW_SHARED", REPO.parent / "shared"))
+#: The shared data folder asked for (it may not exist).
+SHARED_GIVEN = Path(os.environ.get("ARMVWW_SHARED", REPO.parent / "shared"))
+#: The user's own cache (read before the tests isolate XDG_CACHE_HOME).
+USER_CACHE = _store.cache_root()
+#: Where the tests read models and photos: the shared folder, else the user cache.
+SHARED = SHARED_GIVEN if (SHARED_GIVEN / "models").is_dir() else USER_CACHE
 MODELS = SHARED / "models"
 SAMPLES = SHARED / "data" / "vww_samples"
 VWW2 = MODELS / "vww2_50_50_INT8.tflite"
@@ -41,10 +53,40 @@ def pytest_terminal_summary(terminalreporter) -> None:  # type: ignore[no-untype
             terminalreporter.write_line(line)
 
 
+_FETCH_FAILED: list[str] = []
+
+
+def _fetch_test_data() -> None:
+    """Without a shared folder: fetch the models and photos into the user cache, once."""
+    try:
+        for name in ("vww2", "vww4"):
+            _store.fetch(name, MODELS, timeout=30)
+        _samples.fetch_samples(SAMPLES, timeout=30)
+    except FetchError as exc:
+        _FETCH_FAILED.append(str(exc))
+
+
+def pytest_sessionstart(session: pytest.Session) -> None:
+    if SHARED == USER_CACHE and not all(p.exists() for p in (VWW2, VWW4, SAMPLES / "labels.csv")):
+        _fetch_test_data()
+
+
 def _need(path: Path) -> Path:
     if not path.exists():
-        pytest.skip(f"{path} is absent (set ARMVWW_SHARED to the shared data folder)")
+        why = (
+            f"no shared data folder at {SHARED_GIVEN}, and fetching into {USER_CACHE} failed: "
+            f"{_FETCH_FAILED[0].split('. Without network')[0]}; run `make fetch` when online"
+            if _FETCH_FAILED
+            else "set ARMVWW_SHARED to the shared data folder, or run `make fetch`"
+        )
+        pytest.skip(f"{path} is absent ({why})")
     return path
+
+
+def need_data() -> None:
+    """Skip (with the reason) unless both models and the labelled photos are present."""
+    for p in (VWW2, VWW4, SAMPLES / "labels.csv"):
+        _need(p)
 
 
 @pytest.fixture(scope="session")

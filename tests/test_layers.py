@@ -20,7 +20,7 @@ PACKAGE = REPO / "armvww"
 #: Layers from the bottom up: (name, module prefixes). A module belongs to the layer of its
 #: longest matching prefix. ``armvww`` itself (the public API) and ``__main__`` are the top.
 LAYERS: tuple[tuple[str, tuple[str, ...]], ...] = (
-    ("errors", ("armvww.errors", "armvww._version")),
+    ("errors", ("armvww.errors", "armvww._version", "armvww.hints")),
     (
         "model/preprocess/images",
         (
@@ -28,6 +28,7 @@ LAYERS: tuple[tuple[str, tuple[str, ...]], ...] = (
             "armvww.preprocess",
             "armvww.images",
             "armvww.labels",
+            "armvww.samples",
             "armvww.machine",
             "armvww.files",
         ),

@@ -11,7 +11,7 @@ from armvww.errors import FetchError, ModelIntegrityError, ModelNotFoundError
 from armvww.model import store
 
 
-def test_default_is_vww2_from_the_model_dir() -> None:
+def test_default_is_vww2_from_the_model_dir(vww2_path: Path) -> None:
     m = store.load_model(None)
     assert m.known is not None and m.known.name == "vww2"
 

@@ -11,10 +11,8 @@ from __future__ import annotations
 
 import hashlib
 import math
-import os
 import warnings
 from collections.abc import Callable, Iterator
-from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -24,8 +22,8 @@ from armvww.errors import InputError, ModelIntegrityError, UnsupportedModelError
 from armvww.model import OP_CODES, TENSOR_TYPES, flatbuf, parse_model
 from armvww.model import tflite_build as tb
 
-SHARED = Path(os.environ.get("ARMVWW_SHARED", Path(__file__).resolve().parents[2] / "shared"))
-MODELS = SHARED / "models"
+from .conftest import MODELS, need_data
+
 REAL_MODELS = ["vww2_50_50_INT8.tflite", "vww4_128_128_INT8.tflite"]
 
 # --------------------------------------------------------------------------------------------
@@ -34,10 +32,8 @@ REAL_MODELS = ["vww2_50_50_INT8.tflite", "vww4_128_128_INT8.tflite"]
 
 
 def _real_model(name: str) -> bytes:
-    path = MODELS / name
-    if not path.is_file():
-        pytest.skip(f"real model {path} is absent (set ARMVWW_SHARED to the shared directory)")
-    return path.read_bytes()
+    need_data()
+    return (MODELS / name).read_bytes()
 
 
 def _interp_module() -> Any:

@@ -10,13 +10,17 @@ Resolution order for :func:`load_model`:
    (``$XDG_CACHE_HOME/armvww/models``, default ``~/.cache/armvww/models``);
 4. otherwise a :class:`~armvww.errors.ModelNotFoundError` says how to provide the file.
 
-Nothing here touches the network except :func:`fetch`, which the ``armvww fetch`` command
-calls explicitly.
+Nothing here touches the network except :func:`fetch` and :func:`download_verified`, which
+the ``armvww fetch`` command calls explicitly. ``ARMVWW_FETCH_BASE`` (a URL) replaces the
+pinned download URLs with a mirror laid out like the shared data folder
+(``<base>/models/<file>``, ``<base>/data/vww_samples/<path>``): for a local copy, a proxy,
+or the tests' HTTP server on 127.0.0.1.
 """
 
 from __future__ import annotations
 
 import hashlib
+import http.client
 import logging
 import os
 import tempfile
@@ -24,7 +28,7 @@ import urllib.error
 import urllib.request
 from pathlib import Path
 
-from .. import files
+from .. import files, hints
 from ..errors import (
     FetchError,
     InputError,
@@ -39,10 +43,27 @@ log = logging.getLogger(__name__)
 ModelSource = str | os.PathLike[str] | bytes | bytearray | memoryview | Model | None
 
 
+#: Environment variable naming a mirror that replaces every pinned download URL.
+FETCH_BASE_ENV = "ARMVWW_FETCH_BASE"
+
+
+def cache_root() -> Path:
+    """The user cache folder of armvww (``$XDG_CACHE_HOME/armvww``, default
+    ``~/.cache/armvww``), laid out like the shared data folder: ``models/``,
+    ``data/vww_samples/``."""
+    base = os.environ.get("XDG_CACHE_HOME") or os.path.join(Path.home(), ".cache")
+    return Path(base) / "armvww"
+
+
 def cache_dir() -> Path:
     """The user cache folder for downloaded models."""
-    base = os.environ.get("XDG_CACHE_HOME") or os.path.join(Path.home(), ".cache")
-    return Path(base) / "armvww" / "models"
+    return cache_root() / "models"
+
+
+def download_url(pinned: str, mirror_path: str) -> str:
+    """``pinned``, or ``$ARMVWW_FETCH_BASE/mirror_path`` when that variable is set."""
+    base = os.environ.get(FETCH_BASE_ENV)
+    return f"{base.rstrip('/')}/{mirror_path}" if base else pinned
 
 
 def checkout_models_dir() -> Path:
@@ -126,9 +147,9 @@ def load_model(source: ModelSource = None) -> Model:
             unsearchable = f" (could not search {'; '.join(problems)})" if problems else ""
             raise ModelNotFoundError(
                 f"model {known.name} ({known.filename}) was not found in: {where}"
-                f"{unsearchable}. Run "
-                f"`armvww fetch {known.name}` (downloads {known.size} bytes from ML-zoo and "
-                "verifies SHA-1), or set ARMVWW_MODEL to the file's path"
+                f"{unsearchable}. Run `{hints.command('fetch ' + known.name)}` (downloads "
+                f"{known.size} bytes from ML-zoo and verifies SHA-1), or copy {known.filename} "
+                f"into {cache_dir()}, or set ARMVWW_MODEL to the file's path"
             )
         return _load_path(path, hint=text)
     return _load_path(Path(text))
@@ -153,10 +174,12 @@ def fetch(name: str, dest_dir: Path | None = None, timeout: float = 60.0) -> Pat
     """Download the known model ``name`` from its pinned ML-zoo URL into ``dest_dir``.
 
     The file is written atomically and only after its size and SHA-1 match the manifest.
-    An existing verified copy is reused. This is the only function that uses the network.
+    An existing verified copy is reused (no network). ``ARMVWW_FETCH_BASE`` replaces the URL
+    (see the module docs).
 
     Raises:
-        FetchError: unknown name, network/HTTP failure, or a download that fails verification.
+        FetchError: unknown name, network/HTTP failure, or a download that fails verification;
+            the message says where to put a copy obtained another way.
     """
     known = manifest.by_name(name)
     if known is None:
@@ -173,23 +196,50 @@ def fetch(name: str, dest_dir: Path | None = None, timeout: float = 60.0) -> Pat
             return dest
         except (ModelIntegrityError, UnsupportedModelError, ModelNotFoundError) as exc:
             log.warning("existing %s failed verification (%s); downloading again", dest, exc)
-    log.info("downloading %s from %s", known.name, known.url)
+    url = download_url(known.url, f"models/{known.filename}")
+    return download_verified(
+        known.name, url, known.size, known.sha1, dest, timeout, retry=f"fetch {known.name}"
+    )
+
+
+def download_verified(
+    what: str, url: str, size: int, sha1: str, dest: Path, timeout: float, retry: str
+) -> Path:
+    """Download ``url`` to ``dest``, atomically, only if it is ``size`` bytes with ``sha1``.
+
+    ``retry`` is the armvww subcommand that retries (and verifies a copy put in place by
+    hand), used in the error's hint.
+
+    Raises:
+        FetchError: network/HTTP failure, a short, long or wrong download (nothing written),
+            or ``dest`` cannot be written (the previous file, if any, is unchanged).
+    """
+    manual = (
+        f"Without network: get {dest.name} ({size} bytes, SHA-1 {sha1}) from {url} another "
+        f"way, copy it to {dest}, then run `{hints.command(retry)}` to verify it"
+    )
+    log.info("downloading %s from %s", what, url)
     try:
-        with urllib.request.urlopen(known.url, timeout=timeout) as resp:  # noqa: S310
-            data = resp.read(known.size + 1)
-    except (urllib.error.URLError, OSError, TimeoutError) as exc:
-        raise FetchError(f"downloading {known.name} from {known.url} failed: {exc}") from exc
-    sha1 = hashlib.sha1(data).hexdigest()
-    if len(data) != known.size or sha1 != known.sha1:
+        with urllib.request.urlopen(url, timeout=timeout) as resp:  # noqa: S310
+            data = resp.read(size + 1)
+    except (urllib.error.URLError, OSError, TimeoutError, http.client.HTTPException) as exc:
+        why = getattr(exc, "reason", None) or exc
+        if isinstance(exc, urllib.error.HTTPError):
+            why = f"HTTP {exc.code} {exc.reason}"
         raise FetchError(
-            f"download of {known.name} is {len(data)} bytes with SHA-1 {sha1}; expected "
-            f"{known.size} bytes with SHA-1 {known.sha1}. Nothing was written"
+            f"downloading {what} from {url} failed ({type(exc).__name__}: {why}). {manual}"
+        ) from exc
+    got = hashlib.sha1(data).hexdigest()
+    if len(data) != size or got != sha1:
+        raise FetchError(
+            f"download of {what} from {url} is {len(data)} bytes with SHA-1 {got}; expected "
+            f"{size} bytes with SHA-1 {sha1}. Nothing was written. {manual}"
         )
     try:
         write_atomic(dest, data)
     except OSError as exc:
         raise FetchError(
-            f"downloaded {known.name} but could not write {dest}: {exc}; the previous file, "
+            f"downloaded {what} but could not write {dest}: {exc}; the previous file, "
             "if any, is unchanged"
         ) from exc
     return dest

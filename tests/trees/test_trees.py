@@ -22,7 +22,7 @@ from pathlib import Path
 
 import pytest
 
-from ..conftest import REPO, SHARED, report_line
+from ..conftest import REPO, SHARED, need_data, report_line
 
 pytestmark = [pytest.mark.trees, pytest.mark.slow]
 
@@ -32,6 +32,7 @@ LITERT_PIN = "ai-edge-litert==2.3.0"
 
 
 def _require_root() -> None:
+    need_data()
     if os.geteuid() != 0:
         pytest.skip("building and entering Debian trees needs root (chroot, binfmt_misc)")
     if shutil.which("apt-get") is None or shutil.which("dpkg-deb") is None:
@@ -82,6 +83,7 @@ def _run_suite(
 ) -> dict[str, str]:
     """Run the Arm NN and parity suites via ``argv`` (a command prefix); return
     {test name: outcome}."""
+    need_data()  # the lanes' expectations assume the models and photos are there
     junit = tmp_path / f"{lane}.xml"
     report = tmp_path / f"{lane}.txt"
     full_env = dict(os.environ, **env, ARMVWW_REPORT_FILE=str(report), ARMVWW_SHARED=str(SHARED))
