@@ -16,9 +16,10 @@ import numpy as np
 
 from . import images, preprocess
 from .backends.base import BackendOptions
-from .errors import ArmvwwError, BackendError, ImageDecodeError, InputError, OptionError
+from .errors import ArmvwwError, BackendError, InputError, OptionError
 from .model import Model
 from .model.store import ModelSource, load_model
+from .pipeline import PlanSpec, Preparer, prepared
 from .select import BackendSpec, OptionsSpec, Selection, check_names, open_backend
 
 log = logging.getLogger(__name__)
@@ -161,6 +162,10 @@ class Detector:
         self._out_scale, self._out_zp = out.scale, out.zero_point
         h, w = self.model.input_hw
         self._draft = (2 * w, 2 * h) if fast_decode else None
+        #: The shared preprocessing, picklable for the pipeline's worker processes.
+        self._prep = Preparer(
+            self._in_shape, self._in_scale, self._in_zp, max_pixels, self._draft, max(h, w)
+        )
         log.info(
             "Detector ready: %s on %s (%s)", self.model.name, self.backend, self._session.runtime
         )
@@ -199,17 +204,12 @@ class Detector:
             ImageDecodeError: the image cannot be decoded.
             InputError: an array of the wrong dtype or shape, or an unsupported input type.
         """
-        img = images.load_image(image, self.max_pixels, self._draft, max(self.model.input_hw))
-        rw, rh = preprocess.resized_size(
-            img.width, img.height, self._in_shape[2], self._in_shape[1]
-        )
-        if rw * rh > self.max_pixels:
-            raise ImageDecodeError(
-                f"image {images.describe(image)} is {img.width}x{img.height}: resizing its shorter "
-                f"side to the model's would need a {rw}x{rh} image, over max_pixels "
-                f"({self.max_pixels}); crop it to a saner aspect ratio first"
-            )
-        return preprocess.image_to_input(img, self._in_shape, self._in_scale, self._in_zp)
+        return self._prep(image)
+
+    @property
+    def quantize_stage(self) -> Preparer:
+        """:meth:`quantize` as a picklable object (for :func:`armvww.pipeline.prepared`)."""
+        return self._prep
 
     def run(self, q: np.ndarray) -> np.ndarray:
         """Run one int8 input tensor; return the raw int8 output, shape ``(1, 2)``.
@@ -258,7 +258,9 @@ class Detector:
         return self.classify(self.run(self.quantize(image)), images.describe(image))
 
     def iter_detect(
-        self, items: Iterable[images.ImageInput] | images.ImageInput
+        self,
+        items: Iterable[images.ImageInput] | images.ImageInput,
+        workers: PlanSpec = "auto",
     ) -> Iterator[Detection]:
         """Lazily detect each item, in order, exactly once; a bad item yields a Detection
         with ``error`` set and the rest continue.
@@ -268,15 +270,26 @@ class Detector:
         unlistable folders and link loops are error items); any other iterable is read one
         item at a time, never materialised. An iterable that raises gives one error item
         (:class:`InputError`) there, and the iteration stops: everything before it is kept.
+
+        Pipelined (:mod:`armvww.pipeline`): decoding and preprocessing of the next items run
+        in ``workers`` while this thread runs inference on the current one. ``"auto"``
+        chooses by input kind and usable cores (:func:`armvww.pipeline.choose_plan`);
+        ``"none"`` is the plain sequential loop; ``"thread"``, ``"process"`` or a
+        :class:`~armvww.pipeline.Plan` override it. At most ``Plan.window`` items are held.
+        A worker process that dies is retried item by item and then an error on its item;
+        Ctrl-C stops and joins every worker before ``KeyboardInterrupt`` propagates.
+
+        Raises:
+            InputError: a bad ``workers`` value.
         """
-        for item in images.expand_inputs(items):
-            if isinstance(item, images.BadItem):
-                yield self._failed(item.source, item.error)
+        for label, out in prepared(self._prep, items, workers):
+            if isinstance(out, ArmvwwError):
+                yield self._failed(label, out)
                 continue
             try:
-                yield self.detect(item)
+                yield self.classify(self.run(out), label)
             except ArmvwwError as exc:
-                yield self._failed(images.describe(item), exc)
+                yield self._failed(label, exc)
 
     def _failed(self, source: str, error: ArmvwwError) -> Detection:
         return Detection(
@@ -293,12 +306,14 @@ class Detector:
         )
 
     def detect_many(
-        self, items: Iterable[images.ImageInput] | images.ImageInput
+        self,
+        items: Iterable[images.ImageInput] | images.ImageInput,
+        workers: PlanSpec = "auto",
     ) -> list[Detection]:
         """Detect every item, in order, exactly once; bad items carry their error and the
-        rest continue. Same input rules as :meth:`iter_detect`; the input is consumed
-        lazily and only the (small) Detections are kept, never the decoded images."""
-        return list(self.iter_detect(items))
+        rest continue. Same input rules and pipeline as :meth:`iter_detect`; the input is
+        consumed lazily and only the (small) Detections are kept, never the decoded images."""
+        return list(self.iter_detect(items, workers))
 
     # -- lifetime ------------------------------------------------------------------------
     def close(self) -> None:

@@ -22,8 +22,8 @@ comes from ``benchmarks/run_benchmarks.py``); every choice is overridable.
 Guarantees, whichever plan runs:
 
 * **Order and exactly-once**: results come out in input order; every item gives one result,
-  a tensor or its :class:`~armvww.errors.ArmvwwError`. An input iterable that raises ends the
-  stream with one :class:`~armvww.errors.InputError` item saying so.
+  a tensor or its :class:`~armvww.errors.ArmvwwError` (input rules:
+  :func:`armvww.images.expand_inputs`).
 * **Bounded memory**: at most ``Plan.window`` items are taken from the input and not yet
   returned (in flight or waiting for their turn); the input is consumed lazily, so a stream
   of a million items uses the memory of ``window`` of them.
@@ -37,15 +37,17 @@ Guarantees, whichever plan runs:
 
 from __future__ import annotations
 
+import itertools
 import logging
 import multiprocessing
 import multiprocessing.context
+import os
 import pickle
 import signal
 import sys
 import threading
 from collections import deque
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterator
 from concurrent.futures import Future, ProcessPoolExecutor, ThreadPoolExecutor
 from concurrent.futures.process import BrokenProcessPool
 from dataclasses import dataclass
@@ -83,6 +85,8 @@ class Preparer:
         scale, zero_point: the input quantisation.
         max_pixels: the decompression-bomb guard (see :mod:`armvww.images`).
         draft: JPEG draft size ``(w, h)`` (``fast_decode``), or None.
+        side: the model's larger input side (the aspect-ratio guard of
+            :func:`armvww.images.load_image`).
     """
 
     shape: tuple[int, ...]
@@ -90,6 +94,7 @@ class Preparer:
     zero_point: int
     max_pixels: int = images.MAX_PIXELS
     draft: tuple[int, int] | None = None
+    side: int = 1
 
     def __call__(self, image: images.ImageInput) -> np.ndarray:
         """``image`` -> int8 array of :attr:`shape`.
@@ -98,7 +103,7 @@ class Preparer:
             ImageDecodeError: the image cannot be decoded, or is too large once resized.
             InputError: an array of the wrong dtype or shape, or an unsupported input type.
         """
-        img = images.load_image(image, self.max_pixels, self.draft)
+        img = images.load_image(image, self.max_pixels, self.draft, self.side)
         rw, rh = preprocess.resized_size(img.width, img.height, self.shape[2], self.shape[1])
         if rw * rh > self.max_pixels:
             raise ImageDecodeError(
@@ -158,7 +163,7 @@ class Plan:
 
 
 #: Below this many known items, starting worker processes costs more than it saves.
-MIN_ITEMS_FOR_PROCESSES = 64
+MIN_ITEMS_FOR_PROCESSES = 1000
 
 
 def choose_plan(files: bool, count: int | None = None, cores: int | None = None) -> Plan:
@@ -169,7 +174,8 @@ def choose_plan(files: bool, count: int | None = None, cores: int | None = None)
     * one usable core: ``"none"`` (any worker only adds its cost);
     * files or bytes (decoding in Python-held Pillow code costs 2-4x the inference): worker
       processes, one per core, chunks of 4; fewer than :data:`MIN_ITEMS_FOR_PROCESSES` known
-      items: one thread (starting processes costs about 0.1-0.3 s);
+      items: one thread (starting two worker interpreters costs 0.5-4 s here, depending on
+      the load, against about 0.3 ms saved per item);
     * arrays (frames): one preparing thread, items one at a time: pickling a frame to a
       process costs about what preparing it does.
     """
@@ -188,46 +194,57 @@ def choose_plan(files: bool, count: int | None = None, cores: int | None = None)
 _Job = tuple[int, str, Any]
 
 
-class _SourceRaised(Exception):
-    """Internal: the input iterable raised; carries the error item."""
-
-
-def _jobs(items: Iterable[Any]) -> Iterator[_Job]:
-    """Number and label the items lazily; an iterable that raises ends with an error item."""
-    k = 0
-    it = iter(items)
-    while True:
-        try:
-            item = next(it)
-        except StopIteration:
-            return
-        except Exception as exc:
-            err = InputError(
-                f"the input iterable raised {type(exc).__name__}: {exc} (after {k} items); "
-                "the items after it were never seen"
-            )
-            err.__cause__ = exc
-            yield (k, "<input iterable>", _SourceRaised(err))
-            return
-        yield (k, images.describe(item), item)
-        k += 1
+def _jobs(items: object) -> Iterator[_Job]:
+    """Number and label the items of :func:`armvww.images.expand_inputs`, lazily."""
+    for k, item in enumerate(images.expand_inputs(items)):
+        label = item.source if isinstance(item, images.BadItem) else images.describe(item)
+        yield (k, label, item)
 
 
 def _prepare_one(prepare: Callable[[Any], np.ndarray], item: Any) -> Outcome:
-    if isinstance(item, _SourceRaised):
-        err = item.args[0]
-        assert isinstance(err, ArmvwwError)
-        return err
+    if isinstance(item, images.BadItem):
+        return item.error
     try:
         return prepare(item)
     except ArmvwwError as exc:
         return exc
 
 
+#: A plan, or ``"auto"`` (:func:`choose_plan` on the first items), or a kind with defaults.
+PlanSpec = Plan | Literal["auto", "none", "thread", "process"]
+
+
+def _auto(spec: str, jobs: Iterator[_Job]) -> tuple[Plan, Iterator[_Job]]:
+    """The plan for ``spec``; for ``"auto"``, look at up to :data:`MIN_ITEMS_FOR_PROCESSES`
+    items first (they are kept and come first)."""
+    if spec in KINDS:
+        return Plan.of(spec), jobs  # type: ignore[arg-type]
+    if spec != "auto":
+        raise InputError(
+            f"workers must be a Plan, 'auto' or one of {', '.join(KINDS)}, got {spec!r}"
+        )
+    head: list[_Job] = []
+    for j in jobs:
+        head.append(j)
+        if not _is_file_like(j[2]) or len(head) >= MIN_ITEMS_FOR_PROCESSES:
+            break
+    files = all(_is_file_like(j[2]) for j in head)
+    count = len(head) if len(head) < MIN_ITEMS_FOR_PROCESSES else None
+    return choose_plan(files, count), itertools.chain(head, jobs)
+
+
+def _is_file_like(item: object) -> bool:
+    """A path (cheap to hold while looking ahead); bytes count as arrays (one thread)."""
+    return isinstance(item, (str, os.PathLike, images.BadItem))
+
+
 def prepared(
-    prepare: Callable[[Any], np.ndarray], items: Iterable[Any], plan: Plan
+    prepare: Callable[[Any], np.ndarray], items: object, plan: PlanSpec = "auto"
 ) -> Iterator[tuple[str, Outcome]]:
     """Yield ``(label, tensor or ArmvwwError)`` for every item, in input order.
+
+    ``items`` follows the input rules of :func:`armvww.images.expand_inputs` (one image, or
+    an iterable of them; folders expand; an iterable that raises ends with an error item).
 
     ``prepare`` must be picklable for ``"process"`` plans (a :class:`Preparer` is). Errors
     other than :class:`ArmvwwError` raised by ``prepare`` propagate, as in a plain loop.
@@ -236,6 +253,9 @@ def prepared(
         KeyboardInterrupt: after the workers are stopped (see the module docs).
     """
     jobs = _jobs(items)
+    if not isinstance(plan, Plan):
+        plan, jobs = _auto(plan, jobs)
+    log.debug("pipeline: %s", plan.describe())
     if plan.kind == "none":
         for _, label, item in jobs:
             yield label, _prepare_one(prepare, item)
@@ -303,7 +323,7 @@ def _picklable(out: Outcome) -> Outcome:
     if isinstance(out, np.ndarray):
         return out
     try:
-        pickle.loads(pickle.dumps(out))
+        pickle.dumps(out)
         return out
     except Exception:
         return ImageDecodeError(f"{type(out).__name__}: {out}")
@@ -324,7 +344,9 @@ class _NoMainProcess(multiprocessing.context.SpawnProcess):
     def start(self) -> None:
         main = sys.modules["__main__"]
         with _MAIN_LOCK:
-            saved = {k: main.__dict__[k] for k in ("__file__", "__spec__") if k in main.__dict__}
+            saved: dict[str, Any] = {
+                k: main.__dict__[k] for k in ("__file__", "__spec__") if k in main.__dict__
+            }
             main.__dict__.pop("__file__", None)
             main.__dict__["__spec__"] = None
             try:

@@ -22,11 +22,12 @@ from typing import Any
 import numpy as np
 from tqdm import tqdm
 
-from .. import images, preprocess
+from .. import preprocess
 from ..detector import Detector
 from ..errors import ArmvwwError, InputError
 from ..labels import read_labelled
 from ..model import Model
+from ..pipeline import PlanSpec, Preparer, prepared
 from .common import BackendEntry, advance, entry_options, progress_or_silent
 
 log = logging.getLogger(__name__)
@@ -113,8 +114,12 @@ def evaluate(
     model: Model,
     threshold: float = 0.5,
     progress: tqdm[Any] | None = None,
+    workers: PlanSpec = "auto",
 ) -> dict[str, Any]:
     """Run every backend on every labelled image; return the JSON-ready report.
+
+    The images are decoded and preprocessed once, by the pipeline (:mod:`armvww.pipeline`,
+    ``workers`` as in :meth:`armvww.Detector.iter_detect`).
 
     Images that cannot be decoded are listed under ``image_errors`` and left out of every
     backend's figures. A backend that cannot run has ``error`` set.
@@ -133,13 +138,14 @@ def evaluate(
     qs: list[np.ndarray] = []
     kept: list[tuple[Path, int]] = []
     image_errors: list[dict[str, str]] = []
-    for path, label in items:
-        try:
-            img = images.load_image(str(path))
-            qs.append(preprocess.image_to_input(img, spec.shape, spec.scale, spec.zero_point))
+    prep = Preparer(spec.shape, spec.scale, spec.zero_point, side=max(model.input_hw))
+    outcomes = prepared(prep, [str(p) for p, _ in items], workers)
+    for (path, label), (_, got) in zip(items, outcomes, strict=True):
+        if isinstance(got, ArmvwwError):
+            image_errors.append({"path": str(path), "error": f"{type(got).__name__}: {got}"})
+        else:
+            qs.append(got)
             kept.append((path, label))
-        except ArmvwwError as exc:
-            image_errors.append({"path": str(path), "error": f"{type(exc).__name__}: {exc}"})
         advance(prog, 1, f"preprocess {path.name}")
     labels = [y for _, y in kept]
     results: list[BackendResult] = []

@@ -27,6 +27,7 @@ from tqdm import tqdm
 from ..detector import Detector
 from ..errors import ArmvwwError, BackendUnavailableError, OptionError
 from ..model import Model
+from ..pipeline import prepared
 from . import parity
 from .common import BackendEntry, advance, entry_options, progress_or_silent
 
@@ -67,7 +68,10 @@ def parity_inputs(
     qs = parity.generated_inputs(model, n_generated, seed) if n_generated else []
     if paths:
         with Detector(model, backend=reference.name, options=entry_options(reference)) as det:
-            qs += [det.quantize(p) for p in paths]
+            for _, out in prepared(det.quantize_stage, paths):  # pipelined, in order
+                if isinstance(out, ArmvwwError):
+                    raise out
+                qs.append(out)
     if not qs:
         raise OptionError("no inputs: give --inputs N (> 0) or --images")
     return qs

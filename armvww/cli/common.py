@@ -58,14 +58,26 @@ def add_progress_arg(p: argparse.ArgumentParser) -> None:
     )
 
 
-def progress_bar(args: argparse.Namespace, machine_readable: bool = False) -> tqdm[Any]:
+def add_workers_arg(p: argparse.ArgumentParser) -> None:
+    p.add_argument(
+        "--workers",
+        choices=("auto", "none", "thread", "process"),
+        default="auto",
+        help="who decodes and preprocesses while inference runs (armvww.pipeline): auto "
+        "(default: by input kind and cores), none (sequential), thread, process",
+    )
+
+
+def progress_bar(
+    args: argparse.Namespace, machine_readable: bool = False, total: int | None = 1
+) -> tqdm[Any]:
     """The stderr progress bar of a long subcommand: as ``--progress``/``--no-progress`` say,
     else tqdm's own terminal detection, and off for machine-readable output."""
     if args.progress is not None:
         disable: bool | None = not args.progress
     else:
         disable = True if machine_readable else None  # None: tqdm shows it on a terminal only
-    return tqdm(total=1, disable=disable, file=sys.stderr, leave=False, mininterval=0.1)
+    return tqdm(total=total, disable=disable, file=sys.stderr, leave=False, mininterval=0.1)
 
 
 def printable(text: str) -> str:

@@ -8,23 +8,39 @@ from typing import Any
 
 from .. import labels
 from ..detector import Detector
-from .common import EXIT_ITEM_ERRORS, EXIT_OK, add_backend_arg, add_model_arg, emit, printable
+from .common import (
+    EXIT_ITEM_ERRORS,
+    EXIT_OK,
+    add_backend_arg,
+    add_model_arg,
+    add_progress_arg,
+    add_workers_arg,
+    emit,
+    printable,
+    progress_bar,
+)
 
 log = logging.getLogger("armvww")
 
 
 def cmd_detect(args: argparse.Namespace) -> int:
     truth, label_files = labels.truth_for(args.images)
-    with Detector(args.model, backend=args.backend, threshold=args.threshold) as det:
-        results = det.detect_many(args.images)
-        if args.json:
-            for r in results:
+    with (
+        Detector(args.model, backend=args.backend, threshold=args.threshold) as det,
+        progress_bar(args, machine_readable=args.json, total=None) as bar,
+    ):
+        results = []
+        for r in det.iter_detect(args.images, workers=args.workers):
+            results.append(r)
+            bar.update(1)
+            if args.json:  # JSON Lines stream out as they come
                 row = r.as_dict()
                 known = labels.truth_of(r, truth)
                 if known is not None:
                     row["truth"] = labels.NAMES[known]
                 emit(row)
-        else:
+        bar.close()
+        if not args.json:
             print(f"model {det.model.name}  backend {det.backend}  threshold {det.threshold}")
             for reason in det.fallback:
                 print(f"  skipped {reason}")
@@ -73,5 +89,7 @@ def add_subcommand(subparsers: Any) -> None:
         action="store_true",
         help="JSON Lines: one JSON object per image per line (with the raw int8 logits)",
     )
+    add_workers_arg(d)
+    add_progress_arg(d)
     d.add_argument("images", nargs="+", help="image files or directories")
     d.set_defaults(func=cmd_detect)
