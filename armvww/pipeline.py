@@ -296,11 +296,11 @@ def _threaded(
         while pending:
             c, fut = pending.popleft()
             outs = fut.result()
-            nxt = next(chunks, None)
-            if nxt is not None:
-                pending.append((nxt, pool.submit(_prepare_chunk, prepare, nxt)))
             for (_, label, _), out in zip(c, outs, strict=True):
                 yield label, out
+            nxt = next(chunks, None)  # after the chunk is handed over: the window holds
+            if nxt is not None:
+                pending.append((nxt, pool.submit(_prepare_chunk, prepare, nxt)))
     finally:
         for _, fut in pending:
             fut.cancel()
@@ -405,11 +405,11 @@ class _ProcessPool:
                 self._broken(pending)
                 continue
             pending.popleft()
-            nxt = next(chunks, None)
-            if nxt is not None:
-                submit(nxt)
             for (_, label, _), out in zip(c, outs, strict=True):
                 yield label, out
+            nxt = next(chunks, None)  # after the chunk is handed over: the window holds
+            if nxt is not None:
+                submit(nxt)
 
     def _broken(self, pending: deque[tuple[list[_Job], Future[list[Outcome]]]]) -> None:
         """A worker died, and every unfinished chunk failed with it. Start new workers and

@@ -36,6 +36,7 @@ from armvww.errors import (
     OptionError,
 )
 from armvww.model import store
+from armvww.pipeline import choose_plan
 
 from . import fuzzlib
 
@@ -342,9 +343,16 @@ def test_inputs_are_consumed_lazily(det: armvww.Detector) -> None:
             pulled += 1
             yield np.zeros((30, 30), np.uint8)
 
-    it = det.iter_detect(gen())
+    it = det.iter_detect(gen(), workers="none")
     next(it)
     assert pulled == 1
+    assert len(list(it)) == 4 and pulled == 5
+
+    # pipelined (the default): the look-ahead is bounded by the plan's window
+    pulled = 0
+    it = det.iter_detect(gen())
+    next(it)
+    assert 1 <= pulled <= 1 + choose_plan(files=False).window
     assert len(list(it)) == 4 and pulled == 5
 
     tracemalloc.start()

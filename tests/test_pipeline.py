@@ -1,0 +1,238 @@
+"""The pipeline (armvww.pipeline): order, exactly-once, per-item errors, bounded look-ahead,
+dying workers, Ctrl-C; and Detector.detect_many / iter_detect on it.
+
+Expectations are the plain sequential loop (the Preparer called item by item in this
+process), never the pipeline itself. No timing is asserted here (see benchmarks/)."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import textwrap
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+
+from armvww import Detector, ImageDecodeError, InputError
+from armvww.images import iter_image_paths
+from armvww.pipeline import KINDS, Plan, Preparer, WorkerError, choose_plan, prepared
+
+REPO = Path(__file__).resolve().parent.parent
+SHARED = Path(os.environ.get("ARMVWW_SHARED", REPO.parent / "shared"))
+SAMPLES = SHARED / "data" / "vww_samples"
+PREP = Preparer((1, 50, 50, 1), 0.00754918, -72, side=50)
+
+
+def _photos() -> list[str]:
+    if not SAMPLES.is_dir():
+        pytest.skip(f"the shared photos are missing ({SAMPLES})")
+    return [str(p) for p in iter_image_paths(SAMPLES)]
+
+
+def _expected(items: list[Any]) -> list[tuple[str, Any]]:
+    """The independent expectation: the Preparer in a plain loop, errors as values."""
+    out: list[tuple[str, Any]] = []
+    for it in items:
+        try:
+            out.append(("ok", PREP(it)))
+        except (ImageDecodeError, InputError) as exc:
+            out.append(("err", type(exc)))
+    return out
+
+
+def _same(got: list[tuple[str, Any]], want: list[tuple[str, Any]]) -> None:
+    assert len(got) == len(want)
+    for k, ((_, g), (kind, w)) in enumerate(zip(got, want, strict=True)):
+        if kind == "ok":
+            assert isinstance(g, np.ndarray) and np.array_equal(g, w), k
+        else:
+            assert type(g) is w, (k, g)
+
+
+@pytest.mark.parametrize("kind", KINDS)
+def test_every_item_once_in_order_with_its_error(kind: str, tmp_path: Path) -> None:
+    bad = tmp_path / "bad.png"
+    bad.write_bytes(b"not a png at all")
+    photos = _photos()
+    items: list[Any] = [*photos, str(bad), str(tmp_path / "missing.jpg"), *photos[:5]] * 3
+    items.append(np.full((96, 128, 3), 200, np.uint8))
+    items.append(np.zeros((4, 4), np.float32))  # wrong dtype: InputError
+    plan = Plan.of(kind, workers=2, chunk=3) if kind != "none" else Plan.of("none")  # type: ignore[arg-type]
+    got = list(prepared(PREP, items, plan))
+    _same(got, _expected(items))
+    assert [label for label, _ in got][: len(photos)] == photos
+
+
+@pytest.mark.parametrize("kind", KINDS)
+def test_a_raising_iterable_ends_with_one_error_item(kind: str) -> None:
+    photos = _photos()
+
+    def gen() -> Any:
+        yield from photos[:7]
+        raise RuntimeError("camera unplugged")
+
+    got = list(prepared(PREP, gen(), Plan.of(kind)))  # type: ignore[arg-type]
+    _same(got[:7], _expected(photos[:7]))
+    assert len(got) == 8 and isinstance(got[7][1], InputError)
+    assert "camera unplugged" in str(got[7][1])
+
+
+@pytest.mark.parametrize("kind", ["thread", "process"])
+def test_look_ahead_is_bounded_by_the_window(kind: str) -> None:
+    """The input is pulled lazily: never more than ``window`` items ahead of the consumer."""
+    pulled = 0
+    frame = np.full((60, 80), 7, np.uint8)
+
+    def stream() -> Any:
+        nonlocal pulled
+        while pulled < 400:
+            pulled += 1
+            yield frame
+
+    plan = Plan.of(kind, workers=2, chunk=2)  # type: ignore[arg-type]
+    consumed = 0
+    worst = 0
+    for _label, q in prepared(PREP, stream(), plan):
+        assert isinstance(q, np.ndarray)
+        consumed += 1
+        worst = max(worst, pulled - consumed)
+    assert consumed == 400
+    assert worst <= plan.window, (worst, plan.window)
+
+
+class ExitOn:
+    """A picklable stand-in for a decoder that kills its process on one item."""
+
+    def __init__(self, fatal: str) -> None:
+        self.fatal = fatal
+
+    def __call__(self, item: Any) -> np.ndarray:
+        if item == self.fatal:
+            os._exit(3)
+        return PREP(item)
+
+
+def test_a_worker_that_dies_is_an_error_on_its_item_only() -> None:
+    photos = _photos()
+    fatal = photos[4]
+    items = photos * 3
+    got = list(prepared(ExitOn(fatal), items, Plan.of("process", workers=2, chunk=4)))
+    assert len(got) == len(items)
+    for (label, out), item in zip(got, items, strict=True):
+        assert label == item
+        if item == fatal:
+            assert isinstance(out, WorkerError)
+        else:
+            assert isinstance(out, np.ndarray) and np.array_equal(out, PREP(item))
+
+
+class Slow:
+    """The Preparer, 20 ms slower per item (time to kill a worker in the middle)."""
+
+    def __call__(self, item: Any) -> np.ndarray:
+        time.sleep(0.02)
+        return PREP(item)
+
+
+def _children(pid: int) -> set[int]:
+    kids: set[int] = set()
+    for task in Path(f"/proc/{pid}/task").iterdir():
+        text = (task / "children").read_text().split()
+        kids.update(int(k) for k in text)
+    return kids
+
+
+def _workers(pid: int) -> set[int]:
+    """The pipeline's worker processes among the children (not the resource tracker)."""
+    return {k for k in _children(pid) if b"spawn_main" in Path(f"/proc/{k}/cmdline").read_bytes()}
+
+
+def test_a_killed_worker_neither_hangs_nor_loses_items() -> None:
+    photos = _photos()
+    items = photos * 8
+    gen = prepared(Slow(), items, Plan.of("process", workers=2, chunk=2))
+    got = [next(gen)]  # workers are up and busy
+    victims = _workers(os.getpid())
+    assert len(victims) == 2, victims
+    os.kill(min(victims), signal.SIGKILL)
+    got += list(gen)
+    assert len(got) == len(items)
+    for (label, out), item in zip(got, items, strict=True):
+        assert label == item
+        # prepared again alone after the kill: its result, or (if it was the one running
+        # in the killed worker and died again) a WorkerError; never lost, never a hang
+        assert isinstance(out, WorkerError) or np.array_equal(out, PREP(item))
+    assert not (_children(os.getpid()) & victims)
+
+
+CHILD = textwrap.dedent(
+    """
+    import sys, time, numpy as np
+    from armvww.pipeline import Plan, prepared
+    sys.path.insert(0, sys.argv[1])
+    from tests.test_pipeline import Slow
+    frames = (np.full((96, 96), k % 256, np.uint8) for k in range(10**9))
+    for k, _ in enumerate(prepared(Slow(), frames, Plan.of("process", workers=2, chunk=1))):
+        if k == 3:
+            print("running", flush=True)
+    """
+)
+
+
+def test_ctrl_c_stops_the_pipeline_and_leaves_no_worker() -> None:
+    proc = subprocess.Popen(
+        [sys.executable, "-c", CHILD, str(REPO)],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        assert proc.stdout is not None
+        assert proc.stdout.readline().strip() == "running"
+        workers = _children(proc.pid)
+        assert len(_workers(proc.pid)) == 2, workers  # plus multiprocessing's resource tracker
+        proc.send_signal(signal.SIGINT)
+        _, err = proc.communicate(timeout=60)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+    assert proc.returncode in (-signal.SIGINT, 1, 130) and "KeyboardInterrupt" in err, err[-2000:]
+    deadline = time.monotonic() + 10
+    alive = {p for p in workers if Path(f"/proc/{p}").exists()}
+    while alive and time.monotonic() < deadline:
+        time.sleep(0.1)
+        alive = {p for p in workers if Path(f"/proc/{p}").exists()}
+    assert not alive, f"orphaned worker processes: {alive}"
+
+
+def test_plan_validation_and_choice() -> None:
+    with pytest.raises(InputError):
+        Plan("fork")  # type: ignore[arg-type]
+    with pytest.raises(InputError):
+        Plan("thread", workers=0)
+    with pytest.raises(InputError):
+        list(prepared(PREP, [], "sometimes"))  # type: ignore[arg-type]
+    assert choose_plan(True, None, cores=1).kind == "none"
+    assert choose_plan(True, None, cores=2).kind == "process"
+    assert choose_plan(True, 13, cores=2).kind == "thread"
+    assert choose_plan(False, None, cores=2).kind == "thread"
+
+
+@pytest.mark.litert
+@pytest.mark.parametrize("workers", ["auto", *KINDS])
+def test_detect_many_on_the_pipeline_equals_detect(workers: str, vww2_path: Path) -> None:
+    photos = _photos()
+    items: list[Any] = [*photos, "/nonexistent.png", SAMPLES]
+    with Detector(vww2_path, backend="LiteRT") as det:
+        want = [det.detect(p) for p in photos]
+        got = det.detect_many(items, workers=workers)  # type: ignore[arg-type]
+    assert len(got) == 2 * len(photos) + 1
+    for r, w in zip(got[: len(photos)] + got[len(photos) + 1 :], want + want, strict=True):
+        assert r.ok and r.source == w.source and r.raw.tolist() == w.raw.tolist()
+    assert isinstance(got[len(photos)].error, ImageDecodeError)
