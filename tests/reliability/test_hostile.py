@@ -504,6 +504,7 @@ def alarm() -> Iterator[None]:
 
 def _place(path: Path, kind: str, runtimes: dict[str, str]) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
+    path.unlink(missing_ok=True)  # the session's cache may hold a real one (test_detector)
     if kind == "fifo":
         os.mkfifo(path)
     elif kind == "zero":
