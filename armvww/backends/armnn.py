@@ -52,10 +52,10 @@ DELEGATE_ONLY: tuple[str, ...] = (
     "gpu_mlgo_tuning_file",
     "log_severity",
     "dot_file",
-    "gpu_tuning_level",
-    "gpu_tuning_file",
-    "gpu_kernel_profiling",
 )
+#: GpuAcc runtime options: the delegate honours them; PyArmNN 23.08 cannot (the parser
+#: route's session says why), so ``auto`` takes the delegate for them.
+_RUNTIME_OPTIONS: tuple[str, ...] = ("gpu_tuning_level", "gpu_tuning_file", "gpu_kernel_profiling")
 #: Options the parser route honours only with model options (BackendOptions) in PyArmNN.
 _PARSER_MODEL_OPTIONS: tuple[str, ...] = (
     "cpu_threads",
@@ -134,7 +134,7 @@ def delegate_route(name: str, delegate_path: str | None = None) -> dict[str, Any
 
 
 def _parser_allows(opts: ArmNNOptions, route: dict[str, Any]) -> bool:
-    if _asked(opts, DELEGATE_ONLY):
+    if _asked(opts, DELEGATE_ONLY) or _asked(opts, _RUNTIME_OPTIONS):
         return False
     feats = route.get("features", {})
     return not (_asked(opts, _PARSER_MODEL_OPTIONS) and not feats.get("model_options", False))

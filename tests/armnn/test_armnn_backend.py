@@ -250,9 +250,12 @@ def test_options_are_feature_detected() -> None:
             np.testing.assert_array_equal(d.run(np.ones((1, 8, 8, 1), np.int8)), out)
     else:
         with pytest.raises(OptionError, match="BackendOptions"):
-            armvww.Detector(tiny, backend=name, options=armnn.ArmNNOptions(cpu_threads=1))
+            armvww.Detector(
+                tiny, backend=name, options=armnn.ArmNNOptions(route="parser", cpu_threads=1)
+            )
     if not p.features.get("runtime_backend_options"):
-        opts = armnn.ArmNNOptions(gpu_tuning_level=1, gpu_tuning_file="/tmp/t.bin")
+        # the parser route's own refusal (route "auto" would take the delegate for these)
+        opts = armnn.ArmNNOptions(route="parser", gpu_tuning_level=1, gpu_tuning_file="/tmp/t.bin")
         with pytest.raises(OptionError, match="runtime options"):
             armvww.Detector(tiny, backend=name, options=opts)
 

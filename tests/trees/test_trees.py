@@ -143,6 +143,39 @@ def _in_tree(tree: Path, *options: str) -> list[str]:
     ]
 
 
+#: tests/armnn/test_armnn_delegate.py cases every lane runs when the project's delegate build
+#: (tools/armnn_delegate.py) is in .cache/armnn-delegate/<arch>; before it is built they skip.
+DELEGATE_ANY = [
+    "test_auto_route_prefers_the_parser_and_takes_the_delegate_for_its_options",
+    "test_pure_armnn_and_the_option_keys",
+    "test_profiling_is_refused_on_the_delegate_route",
+    "test_later_runtime_options_are_refused_not_ignored",
+    "test_detector_cycles_do_not_load_new_networks",
+    "test_cli_backends_parity_and_bench_put_both_routes_side_by_side",
+    "test_fastest_measures_each_route",
+]
+DELEGATE_LANE = {
+    "amd64": [
+        *DELEGATE_ANY,
+        "test_delegate_matches_parser_bit_for_bit[CpuRef-vww2]",
+        "test_delegate_matches_parser_bit_for_bit[CpuRef-vww4]",
+    ],
+    "arm64": [
+        *DELEGATE_ANY,
+        "test_delegate_matches_parser_bit_for_bit[CpuAcc-vww2]",
+        "test_delegate_matches_parser_bit_for_bit[CpuAcc-vww4]",
+        "test_delegate_matches_parser_bit_for_bit[CpuRef-vww2]",
+        "test_delegate_matches_parser_bit_for_bit[CpuRef-vww4]",
+    ],
+}
+
+
+def _delegate_expected(arch: str) -> list[str]:
+    """The delegate cases the lane must pass: all of them once the build is there."""
+    built = REPO / ".cache" / "armnn-delegate" / arch / "libarmnnDelegate.so"
+    return DELEGATE_LANE[arch] if built.is_file() else []
+
+
 def _expect(outcomes: dict[str, str], passed: list[str], skipped: list[str] = ()) -> None:
     for name in passed:
         assert outcomes.get(name) == "passed", (name, outcomes.get(name), outcomes)
@@ -167,6 +200,7 @@ def test_trixie_amd64_cpuref(tmp_path: Path) -> None:
             "test_per_layer_points_at_the_perturbed_layer[CpuRef]",
             "test_armnn_backend_meets_the_contract[CpuRef-vww2]",
             "test_armnn_backend_meets_the_contract[CpuRef-vww4]",
+            *_delegate_expected("amd64"),
         ],
         skipped=["test_parity_against_litert[CpuAcc-vww2]", "test_fallback_from_gpuacc_to_cpuacc"],
     )
@@ -193,6 +227,7 @@ def test_trixie_arm64_cpuacc_emulated(tmp_path: Path) -> None:
             "test_per_layer_points_at_the_perturbed_layer[CpuAcc]",
             "test_armnn_backend_meets_the_contract[CpuAcc-vww2]",
             "test_armnn_backend_meets_the_contract[CpuAcc-vww4]",
+            *_delegate_expected("arm64"),
         ],
         skipped=["test_parity_against_litert[GpuAcc-vww2]"],
     )
