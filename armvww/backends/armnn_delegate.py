@@ -357,7 +357,9 @@ def _run_probe(path: Path, timeout: float | None) -> DelegateProbe:
             else ""
         )
         reason = f"the delegate probe process {how}{what}" + (f": {tail}" if tail else "")
-        if rc is not None and rc < 0 and running and running != "option keys":
+        crashed_first = not any(b.get("ok") for b in backends.values())
+        if rc is not None and rc < 0 and running and running != "option keys" and crashed_first:
+            # the first backend tried crashed inside Interpreter(...): the delegate itself
             reason += (
                 " (a delegate built against other TfLite headers than this interpreter's "
                 "crashes here; rebuild it against this LiteRT's headers)"
