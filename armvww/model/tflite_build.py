@@ -790,6 +790,108 @@ def tiny_vww_model(hw: tuple[int, int] = (8, 8)) -> bytes:
     return _tiny_graph(hw)
 
 
+#: The operator types of Arm's MicroNet VWW models (vww2, vww4), in :func:`vww_ops_model` order.
+VWW_OP_TYPES: Final = (
+    "CONV_2D",
+    "DEPTHWISE_CONV_2D",
+    "ADD",
+    "PAD",
+    "AVERAGE_POOL_2D",
+    "RESHAPE",
+)
+
+
+def vww_ops_model(hw: tuple[int, int] = (8, 8)) -> bytes:
+    """A small int8 VWW-shaped model with one operator of each of :data:`VWW_OP_TYPES`.
+
+    int8 (1, H, W, 1) -> CONV_2D 3x3/2 SAME + ReLU (2 channels, per-channel weights) ->
+    DEPTHWISE_CONV_2D 3x3/1 SAME + ReLU -> ADD (conv + depthwise, a residual like MicroNet's)
+    -> PAD 1 on H and W (its zero point is not 0, as in vww2) -> AVERAGE_POOL_2D over the
+    whole map -> RESHAPE -> int8 (1, 2). Deterministic constants, no random number generator.
+    Small on purpose: GpuAcc on PoCL compiles one OpenCL kernel per operator type under qemu,
+    so this model exercises every kernel the VWW models need at a fraction of their cost.
+
+    Raises:
+        InputError: a non-positive size.
+    """
+    p = tiny_vww_params(hw)
+    h, w = p.hw
+    c = 2
+    h2, w2 = (h + 1) // 2, (w + 1) // 2
+    t: list[TensorDef] = []
+
+    def add(
+        shape: tuple[int, ...],
+        name: str,
+        scale: float | list[float] | None,
+        zp: int | list[int] | None,
+        data: np.ndarray | None = None,
+        dtype: str = "int8",
+        qdim: int = 0,
+    ) -> int:
+        t.append(TensorDef(shape, dtype, name, scale, zp, data, quantized_dimension=qdim))
+        return len(t) - 1
+
+    conv_scales = [float(v) for v in p.conv_w_scales[:c]]
+    dw_scales = [0.011, 0.013]
+    k = np.arange(c * 9, dtype=np.int64)
+    dw_w = (((k * 29 + 7) % 255) - 127).astype(np.int8).reshape(1, 3, 3, c)
+    x = add((1, h, w, 1), "input", p.in_scale, p.in_zp)
+    cw = add((c, 3, 3, 1), "conv/weights", conv_scales, [0] * c, p.conv_w[:c])
+    cb = add(
+        (c,), "conv/bias", [p.in_scale * v for v in conv_scales], [0] * c, p.conv_b[:c], "int32"
+    )
+    conv = add((1, h2, w2, c), "conv/relu", p.conv_scale, p.conv_zp)
+    dw = add((1, 3, 3, c), "dw/weights", dw_scales, [0] * c, dw_w, qdim=3)
+    db = add(
+        (c,),
+        "dw/bias",
+        [p.conv_scale * v for v in dw_scales],
+        [0] * c,
+        np.array([25, -40], dtype=np.int32),
+        "int32",
+    )
+    dwo = add((1, h2, w2, c), "dw/relu", 0.03, -128)
+    sm = add((1, h2, w2, c), "add", 0.015, -128)
+    pads = add(
+        (4, 2),
+        "pad/paddings",
+        None,
+        None,
+        np.array([[0, 0], [1, 1], [1, 1], [0, 0]], dtype=np.int32),
+        "int32",
+    )
+    padded = add((1, h2 + 2, w2 + 2, c), "pad", 0.015, -128)
+    pool = add((1, 1, 1, c), "pool", 0.015, -128)
+    shape = add((2,), "reshape/shape", None, None, np.array([1, c], dtype=np.int32), "int32")
+    out = add((1, c), "Identity", 0.015, -128)
+    relu = "RELU"
+    ops = [
+        OpDef(
+            "CONV_2D",
+            [x, cw, cb],
+            [conv],
+            {"padding": "SAME", "stride_w": 2, "stride_h": 2, "fused_activation_function": relu},
+        ),
+        OpDef(
+            "DEPTHWISE_CONV_2D",
+            [conv, dw, db],
+            [dwo],
+            {"padding": "SAME", "depth_multiplier": 1, "fused_activation_function": relu},
+        ),
+        OpDef("ADD", [conv, dwo], [sm]),
+        OpDef("PAD", [sm, pads], [padded]),
+        OpDef(
+            "AVERAGE_POOL_2D",
+            [padded],
+            [pool],
+            {"padding": "VALID", "filter_width": w2 + 2, "filter_height": h2 + 2},
+        ),
+        OpDef("RESHAPE", [pool, shape], [out], {"new_shape": [1, c]}),
+    ]
+    return build_model(t, ops, [x], [out], f"armvww VWW operator set {h}x{w} int8")
+
+
 def float_model(hw: tuple[int, int] = (8, 8)) -> bytes:
     """The tiny VWW graph in float32 (foreign: armvww runs int8 models only).
 
