@@ -18,7 +18,7 @@ ifneq ($(wildcard $(SHARED)/data/vww_samples),)
 IMAGES ?= $(SHARED)/data/vww_samples
 endif
 
-.PHONY: help install host-deps detect fetch test test-gpuacc dist test-sdist lint format clean distclean
+.PHONY: help install host-deps armnn-delegate detect fetch test test-gpuacc dist test-sdist lint format clean distclean
 
 ## help: list the targets
 help:
@@ -55,10 +55,16 @@ fetch: install
 host-deps:
 	bash tools/host-deps.sh
 
+## armnn-delegate: build Arm NN's TfLite delegate for amd64 and arm64 into
+## .cache/armnn-delegate/<arch>/ (trixie trees, root; cached by its inputs: a no-op when built)
+armnn-delegate:
+	@if [ "$$(id -u)" = 0 ]; then $(PYTHON) tools/armnn_delegate.py build --arch all; \
+	else echo "armnn-delegate: needs root (chroot into the trixie build trees); not built"; fi
+
 ## test: the whole test suite, Arm NN lanes in Debian trees included; as root it installs
-##       Debian packages (tools/host-deps.sh), registers a binfmt_misc entry for arm64 and
-##       builds ~830 MB of Debian trees in .cache/ (see the README)
-test: install host-deps
+##       Debian packages (tools/host-deps.sh), registers a binfmt_misc entry for arm64,
+##       builds ~830 MB of Debian trees in .cache/ and Arm NN's TfLite delegate (see the README)
+test: install host-deps armnn-delegate
 	$(PY) -m pytest $(PYTEST_ARGS)
 
 ## test-gpuacc: opt-in GpuAcc-on-PoCL lane (functional check of GpuAcc, not Mali speed;

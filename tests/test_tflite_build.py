@@ -597,3 +597,26 @@ def test_with_extra_outputs_on_real_models(name: str, resolver: str) -> None:
             assert outs[k + 1].shape == want.shape == m.tensors[idx].shape
             assert np.array_equal(outs[k + 1], want), f"tensor {idx} ({m.tensors[idx].name})"
         assert len({o.tobytes() for o in outs[1:]}) > len(outs) // 2  # really distinct layers
+
+
+def test_vww_ops_model_has_each_vww_operator_once() -> None:
+    m = parse_model(tb.vww_ops_model(), "vww_ops_model")
+    assert [o.op for o in m.operators] == list(tb.VWW_OP_TYPES)
+    assert m.input.shape == (1, 8, 8, 1) and m.output.shape == (1, 2)
+    # the six types of Arm's MicroNet VWW models (the real model, when present)
+    vww2 = Path(os.environ.get("ARMVWW_MODEL_DIR", "")) / "vww2_50_50_INT8.tflite"
+    if vww2.is_file():
+        assert set(parse_model(vww2.read_bytes()).ops) == set(tb.VWW_OP_TYPES)
+
+
+@pytest.mark.litert
+def test_vww_ops_model_runs_and_spreads_its_outputs() -> None:
+    """LiteRT runs it, and different inputs give different outputs (not saturated), so a
+    backend that gets an operator wrong shows up in a parity comparison."""
+    rng = np.random.default_rng(0)
+    outs = set()
+    for _ in range(20):
+        x = rng.integers(-128, 128, (1, 8, 8, 1), dtype=np.int8)
+        (y,), _ = _run(tb.vww_ops_model(), [x])
+        outs.add(tuple(y.reshape(-1).tolist()))
+    assert len(outs) >= 8, outs

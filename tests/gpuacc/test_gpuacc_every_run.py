@@ -13,8 +13,6 @@ from __future__ import annotations
 
 import os
 import time
-from collections import Counter
-from pathlib import Path
 
 import numpy as np
 import pytest
@@ -22,9 +20,11 @@ import pytest
 import armvww
 from armvww import backends
 from armvww.analysis import parity
-from armvww.model import load_model, tflite_build
+from armvww.backends.armnn import ArmNNOptions
+from armvww.model import tflite_build
+from armvww.model.store import load_model
 
-from ..conftest import REPO, report_line
+from ..conftest import report_line
 
 LANE = os.environ.get("ARMVWW_GPUACC_LANE", "")
 pytestmark = [
@@ -71,45 +71,29 @@ def test_parser_route(case: tuple[bytes, list[np.ndarray], np.ndarray, float]) -
     assert st.ok, st.as_dict()
 
 
-def _delegate_path() -> Path:
-    env = os.environ.get("ARMVWW_ARMNN_DELEGATE")
-    p = Path(env) if env else REPO / ".cache" / "armnn-delegate" / "arm64"
-    p = p / "libarmnnDelegate.so" if p.is_dir() else p
-    if not p.is_file():
-        pytest.fail(f"no delegate at {p}: run `python3 tools/armnn_delegate.py build --arch arm64`")
-    return p
-
-
 def test_delegate_route(case: tuple[bytes, list[np.ndarray], np.ndarray, float]) -> None:
-    """The delegate route with Arm NN only (no LiteRT fallback): every node on GpuAcc."""
-    from ai_edge_litert.interpreter import Interpreter, load_delegate
-
+    """The delegate route with Arm NN only (no LiteRT fallback): one DELEGATE node, every
+    Arm NN layer on GpuAcc."""
     data, qs, want, scale = case
-    t = time.perf_counter()
-    delegate = load_delegate(
-        str(_delegate_path()),
-        {
-            "backends": "GpuAcc",
-            "logging-severity": "warning",
-            "disable-tflite-runtime-fallback": "true",
-        },
+    av = backends.availability("GpuAcc")
+    route = av.details.get("routes", {}).get("delegate", {})
+    assert route.get("available"), (
+        f"GpuAcc's delegate route should work in the {LANE} lane: {route}"
     )
-    it = Interpreter(model_content=data, experimental_delegates=[delegate])
-    it.allocate_tensors()
-    open_s = time.perf_counter() - t
-    nodes = Counter(op["op_name"] for op in it._get_ops_details())
-    assert nodes == {"DELEGATE": 1}, nodes
-    i_in = it.get_input_details()[0]["index"]
-    i_out = it.get_output_details()[0]["index"]
-    outs = []
-    for q in qs:
-        it.set_tensor(i_in, q)
-        it.invoke()
-        outs.append(it.get_tensor(i_out).copy())
-    st = parity.compare("GpuAcc (delegate)", parity.stack(outs), want, scale)
+    t = time.perf_counter()
+    opts = ArmNNOptions(route="delegate", pure_armnn=True)
+    with armvww.Detector(data, backend="GpuAcc", options=opts) as det:
+        open_s = time.perf_counter() - t
+        assert det.route == "delegate"
+        info = det.session_info
+        got = parity.stack([det.run(q) for q in qs])
+    assert info["placement"] == {"armnn_nodes": 6, "litert_nodes": 0, "delegate_nodes": 1}, info
+    assert set(info["armnn_placement"]) == {"GpuAcc"}, info["armnn_placement"]
+    st = parity.compare("GpuAcc (delegate)", got, want, scale)
     report_line(
         f"GpuAcc ({LANE}) delegate route, VWW operator set vs LiteRT ({len(qs)} inputs): max |d| "
         f"{st.max_abs_lsb} LSB, exact {st.exact_share:.1%}, argmax {st.argmax_agreement:.1%}; "
-        f"nodes {dict(nodes)}; interpreter with delegate {open_s:.1f} s"
+        f"placement {info['placement']} {info['armnn_placement']}; open {open_s:.1f} s "
+        f"({info['library']}, {info['armnn_version']})"
     )
     assert st.ok, st.as_dict()
