@@ -604,7 +604,7 @@ def test_vww_ops_model_has_each_vww_operator_once() -> None:
     assert [o.op for o in m.operators] == list(tb.VWW_OP_TYPES)
     assert m.input.shape == (1, 8, 8, 1) and m.output.shape == (1, 2)
     # the six types of Arm's MicroNet VWW models (the real model, when present)
-    vww2 = Path(os.environ.get("ARMVWW_MODEL_DIR", "")) / "vww2_50_50_INT8.tflite"
+    vww2 = MODELS / "vww2_50_50_INT8.tflite"
     if vww2.is_file():
         assert set(parse_model(vww2.read_bytes()).ops) == set(tb.VWW_OP_TYPES)
 
