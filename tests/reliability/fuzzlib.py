@@ -455,6 +455,44 @@ def special_images() -> list[tuple[str, bytes]]:
     bad = Image.Exif()
     bad[0x0112] = 99
     out.append(("exif99-jpeg", encode(rgb, "JPEG", exif=bad)))
+    return out + must_fail_images()
+
+
+#: Case ids of inputs that must be refused: answering one is counted as a failure.
+MUST_FAIL = "mustfail-"
+
+
+def must_fail_images() -> list[tuple[str, bytes]]:
+    """Hostile inputs of issue 14 that must give a typed error, never an answer: bytes for
+    decoders armvww does not open (EPS/PostScript, PDF, whatever the name), JPEGs and PNGs
+    cut short and closed again, aspect-ratio bombs."""
+    from PIL import Image
+
+    eps = b"%!PS-Adobe-3.0 EPSF-3.0\n%%BoundingBox: 0 0 10 10\n{ } loop\nshowpage\n"
+    out = [
+        ("mustfail-eps", eps),
+        ("mustfail-ps", b"%!PS\n{ } loop\n"),
+        (
+            "mustfail-eps-binary",
+            b"\xc5\xd0\xd3\xc6" + struct.pack("<IIII", 32, len(eps), 0, 0) + b"\0" * 12 + eps,
+        ),
+        ("mustfail-pdf", b"%PDF-1.4\n1 0 obj<<>>endobj\ntrailer<<>>\n%%EOF\n"),
+        ("mustfail-aspect-1x67108864", png_with_size(1, 67_108_864)),
+        ("mustfail-aspect-67108864x1", png_with_size(67_108_864, 1)),
+        ("mustfail-aspect-2x40000000", png_with_size(2, 40_000_000)),
+    ]
+    photo = Image.fromarray(base_rgb(160, 120, seed=3), "RGB")
+    for prog in (False, True):
+        data = encode(photo, "JPEG", quality=90, progressive=prog)
+        for frac in (3, 2):
+            for tail in (b"\xff\xd9", b"\xff\xfe\x00\x04ok\xff\xd9"):
+                cut = data[: len(data) // frac] + tail
+                out.append(
+                    (f"mustfail-jpeg-{'prog' if prog else 'base'}-cut1/{frac}-{len(tail)}", cut)
+                )
+    png = encode(photo, "PNG")
+    for frac in (3, 2):
+        out.append((f"mustfail-png-cut1/{frac}-iend", png[: len(png) // frac] + png[-12:]))
     return out
 
 
@@ -513,8 +551,8 @@ def mutate_image(data: bytes, rng: random.Random) -> tuple[bytes, str]:
     buf = bytearray(data)
     n = len(buf)
     strategy = rng.choices(
-        ["header_int", "bitflip", "bytes", "truncate", "splice", "huge_png"],
-        weights=[30, 25, 10, 15, 10, 10],
+        ["header_int", "bitflip", "bytes", "truncate", "splice", "huge_png", "cut_close"],
+        weights=[30, 25, 10, 15, 10, 10, 10],
     )[0]
     if strategy == "header_int":
         k = rng.randint(1, 3)
@@ -557,6 +595,11 @@ def mutate_image(data: bytes, rng: random.Random) -> tuple[bytes, str]:
         cut = rng.choice([rng.randrange(n), rng.randrange(min(n, 64)), n - rng.randint(1, 16)])
         buf = buf[: max(cut, 0)]
         desc = f"truncate {cut}"
+    elif strategy == "cut_close":  # cut short, then closed again (an EOI / IEND marker)
+        cut = rng.randrange(n)
+        tail = data[-12:] if data.startswith(b"\x89PNG") else b"\xff\xd9"
+        buf = buf[:cut] + bytearray(tail)
+        desc = f"cut_close {cut}"
     elif strategy == "splice":
         pos = rng.randrange(n)
         k = rng.randint(1, 64)
@@ -740,6 +783,8 @@ def run_cases(
             with Worker(timeout, model=model, stderr_path=stderr_path) as w:
                 while (item := q.get()) is not None:
                     r = w.run(item[0], kind, item[1])
+                    if r.outcome == "valid" and item[0].startswith(MUST_FAIL):
+                        r = Result(r.case, "untyped", {"error": "answered an input it must refuse"})
                     with lock:
                         counts[r.outcome] += 1
                         if r.outcome not in ("valid", "typed"):
