@@ -350,6 +350,7 @@ def _parse(
         oi = op.u32(0)
         if oi >= len(codes):
             raise ModelIntegrityError(f"{where}: operator {j} uses opcode {oi} of {len(codes)}")
+        _check_options(op, codes[oi], f"{where}: operator {j} ({codes[oi]})")
         operators.append(
             OperatorSpec(
                 index=j,
@@ -380,6 +381,86 @@ def _parse(
         description=description,
         known=known,
     )
+
+
+#: The BuiltinOptions union member (TFLite schema) each operator must carry, for the
+#: operators whose options native parsers read. Arm NN 23.08's parser dereferences them
+#: unchecked: a CONV_2D whose options claim to be SoftmaxOptions (one flipped bit) crashed
+#: it with SIGSEGV (issue 14). 0 (no options) is allowed except for :data:`_NEEDS_OPTIONS`.
+_OPTIONS_TYPE: dict[str, int] = {
+    "CONV_2D": 1,
+    "DEPTHWISE_CONV_2D": 2,
+    "AVERAGE_POOL_2D": 5,
+    "MAX_POOL_2D": 5,
+    "L2_POOL_2D": 5,
+    "FULLY_CONNECTED": 8,
+    "SOFTMAX": 9,
+    "CONCATENATION": 10,
+    "ADD": 11,
+    "RESHAPE": 17,
+    "MUL": 21,
+    "PAD": 22,
+    "TRANSPOSE": 26,
+    "MEAN": 27,
+    "SUB": 28,
+    "DIV": 29,
+    "SQUEEZE": 30,
+    "STRIDED_SLICE": 32,
+}
+_NEEDS_OPTIONS = frozenset(
+    {"CONV_2D", "DEPTHWISE_CONV_2D", "AVERAGE_POOL_2D", "MAX_POOL_2D", "L2_POOL_2D", "SOFTMAX"}
+)
+#: ActivationFunctionType values (NONE, RELU, RELU_N1_TO_1, RELU6, TANH, SIGN_BIT).
+_ACTIVATIONS = range(6)
+#: Field index of (padding, stride_w, stride_h, activation, extra int fields >= 1) per options
+#: type: Conv2D, DepthwiseConv2D, Pool2D.
+_WINDOW_FIELDS: dict[int, tuple[int, int, int, int, tuple[int, ...]]] = {
+    1: (0, 1, 2, 3, (4, 5)),  # dilation w, h (default 1)
+    2: (0, 1, 2, 4, (5, 6)),  # dilation w, h (default 1)
+    5: (0, 1, 2, 5, (3, 4)),  # filter width, height
+}
+
+
+def _check_options(op: flatbuf.Table, name: str, where: str) -> None:
+    """Refuse operator options a native parser would misread: a union type that is not the
+    operator's, a missing options table it needs, or out-of-range window options (padding,
+    strides, dilations, filter sizes, fused activation).
+
+    Raises:
+        ModelIntegrityError: any of those.
+    """
+    kind = op.u8(3)
+    table = op.table(4)
+    expected = _OPTIONS_TYPE.get(name)
+    if expected is None:
+        return
+    if kind not in (0, expected) or (kind == 0 and table is not None):
+        raise ModelIntegrityError(
+            f"{where} carries builtin options of type {kind}; a {name} takes type {expected}"
+        )
+    if name in _NEEDS_OPTIONS and (kind != expected or table is None):
+        raise ModelIntegrityError(f"{where} has no builtin options (type {expected} needed)")
+    if table is None:
+        return
+    if kind in _WINDOW_FIELDS:
+        pad, sw, sh, act, ones = _WINDOW_FIELDS[kind]
+        if table.i8(pad) not in (0, 1):
+            raise ModelIntegrityError(f"{where} has padding {table.i8(pad)}; expected 0 or 1")
+        for idx in (sw, sh, *ones):
+            v = table.i32(idx, 1 if idx in ones and kind != 5 else 0)
+            if not 1 <= v <= MAX_INPUT_SIDE:
+                raise ModelIntegrityError(
+                    f"{where} has a stride, dilation or filter size of {v} (field {idx}); "
+                    f"expected 1..{MAX_INPUT_SIDE}"
+                )
+        if table.i8(act) not in _ACTIVATIONS:
+            raise ModelIntegrityError(f"{where} has fused activation {table.i8(act)}")
+        if kind == 2 and not 0 <= table.i32(3) <= MAX_INPUT_SIDE:
+            raise ModelIntegrityError(f"{where} has depth multiplier {table.i32(3)}")
+    elif kind in (8, 10, 11, 21, 28, 29) and table.i8(0 if kind != 10 else 1) not in _ACTIVATIONS:
+        raise ModelIntegrityError(f"{where} has an unknown fused activation")
+    elif kind == 9 and not (math.isfinite(table.f32(0)) and table.f32(0) > 0):
+        raise ModelIntegrityError(f"{where} has softmax beta {table.f32(0)}")
 
 
 def _check_io(inp: TensorSpec, out: TensorSpec, where: str) -> None:

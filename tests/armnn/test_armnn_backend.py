@@ -291,3 +291,52 @@ def test_several_detectors_threads_and_closing(samples) -> None:
     np.testing.assert_array_equal(dets[1].run(qs[0]), serial[1][0])
     for d in dets[1:]:
         d.close()
+
+
+# (backend, route) -> calls per thread; CpuRef is slow natively and very slow under qemu
+_THREAD_CALLS = {"CpuRef": 2 if EMULATED else 12, "CpuAcc": 6 if EMULATED else 40}
+
+
+@pytest.mark.parametrize("route", ["parser", "delegate"])
+@pytest.mark.parametrize("name", ["CpuRef", "CpuAcc", "GpuAcc"])
+def test_eight_threads_give_the_serial_answers(name: str, route: str, vww2_path: Path) -> None:
+    """One Detector shared by 8 threads gives exactly its serial answers on every Arm NN
+    backend and route (PyArmNN's output is a view of a buffer every inference reuses: the
+    Detector must copy it under its lock)."""
+    from ..reliability import workload
+
+    _usable(name)
+    try:
+        det = armvww.Detector(vww2_path, backend=name, options=armnn.ArmNNOptions(route=route))
+    except armvww.BackendUnavailableError as exc:
+        pytest.skip(f"{name} via the {route} route is not usable here: {exc}")
+    with det:
+        items = workload.make_items(det, 8)
+        ref = workload.serial_answers(det, items)
+        calls = _THREAD_CALLS.get(name, 10)
+        tally = workload.hammer(det, items, ref, 8, calls, seed=14)
+    assert tally.untyped_errors == [] and not tally.typed_errors, tally
+    assert tally.calls == 8 * calls
+    assert tally.mismatches == 0, tally.first_mismatch
+    report_line(f"8 threads x {calls} calls on {name} ({route}): 0 mismatches")
+
+
+def test_seeded_model_fuzz_corpus_on_every_backend(vww2_path: Path, vww4_path: Path) -> None:
+    """The seeded mutation corpus of tests/reliability (seed 2024, the one that found
+    ``vww4#2024:49``, a CONV_2D whose options claim to be SoftmaxOptions, which crashed
+    CpuRef 23.08) through the loader and EVERY backend available here, each case in a child
+    process: no crash, no hang, no untyped error."""
+    from ..reliability import fuzzlib
+
+    if not any(backends.availability(n).available for n in armnn.ARMNN_BACKENDS):
+        pytest.skip("no Arm NN backend is available here")
+    models = [("vww2", vww2_path.read_bytes())]
+    if not EMULATED:
+        models.append(("vww4", vww4_path.read_bytes()))
+    n = 40 if EMULATED else 240
+    cases = list(fuzzlib.model_cases(models, n, seed=2024))
+    counts, failures = fuzzlib.run_cases(cases, "model", workers=2, timeout=600)
+    report = "\n".join(f"{f.outcome}: {f.case}: {f.detail}" for f in failures)
+    assert failures == [], report
+    assert sum(counts.values()) == n
+    report_line(f"model fuzz corpus (seed 2024, {n} cases) on every backend: {dict(counts)}")

@@ -606,3 +606,72 @@ def test_a_labels_file_that_is_a_fifo_does_not_hang(vww2_path: Path, tmp_path: P
     r = _cli(["detect", "-m", str(vww2_path), "-b", "LiteRT", str(tmp_path)])
     assert b"Traceback" not in r.stderr
     assert b"labels.csv" in r.stderr and r.returncode == InputError.exit_code, r.stderr
+
+
+# -- 14: operator options a native parser would misread are refused --------------------------
+def _options_sites(data: bytes) -> list[fuzzlib.Site]:
+    return [s for s in fuzzlib.model_sites(data) if s.what.endswith(".builtin_options_type")]
+
+
+def test_the_seeded_case_that_crashed_cpuref_is_refused(
+    vww2_bytes: bytes, vww4_bytes: bytes
+) -> None:
+    models = [("vww2", vww2_bytes), ("vww4", vww4_bytes)]
+    case = next(
+        d for c, d in fuzzlib.model_cases(models, 60, seed=2024) if c.startswith("vww4#2024:49 ")
+    )
+    with pytest.raises(ModelIntegrityError, match="builtin options of type 9"):
+        armvww.parse_model(case)
+
+
+def test_crashing_mutation_is_refused(vww4_bytes: bytes) -> None:
+    """``vww4#2024:49``'s decisive bit: operator 22 (CONV_2D) options type 1 -> 9."""
+    buf = bytearray(vww4_bytes)
+    for off, bit in ((257487, 3), (439084, 4), (282291, 4), (488882, 5)):
+        buf[off] ^= 1 << bit
+    with pytest.raises(
+        ModelIntegrityError, match=r"operator 22 \(CONV_2D\) carries builtin options"
+    ):
+        armvww.parse_model(bytes(buf))
+
+
+def test_every_wrong_options_type_is_refused(vww2_bytes: bytes) -> None:
+    sites = _options_sites(vww2_bytes)
+    assert len(sites) >= 60
+    tried = 0
+    for site in sites[::5]:
+        orig = vww2_bytes[site.pos]
+        if orig == 0:
+            continue
+        for t in (0, 2, 5, 9, 17, 255):
+            if t == orig:
+                continue
+            buf = bytearray(vww2_bytes)
+            buf[site.pos] = t
+            with pytest.raises(ModelIntegrityError, match="builtin options"):
+                armvww.parse_model(bytes(buf))
+            tried += 1
+    assert tried > 50
+
+
+def test_out_of_range_window_options_are_refused(vww2_bytes: bytes) -> None:
+    sites = fuzzlib.model_sites(vww2_bytes)
+    conv = {
+        s.what.split(".")[0]
+        for s in sites
+        if s.what.endswith(".builtin_options_type") and vww2_bytes[s.pos] == 1
+    }
+    # Conv2DOptions: field1 stride_w, field2 stride_h, field3 fused activation
+    bad = {"options.field1": 0, "options.field2": 0, "options.field3": 9}
+    hits = 0
+    for site in sites:
+        op, _, rest = site.what.partition(".")
+        if op in conv and rest in bad:
+            buf = bytearray(vww2_bytes)
+            buf[site.pos : site.pos + site.size] = bad[rest].to_bytes(
+                site.size, "little", signed=True
+            )
+            with pytest.raises(ModelIntegrityError):
+                armvww.parse_model(bytes(buf))
+            hits += 1
+    assert hits >= 30
