@@ -436,7 +436,7 @@ class _SlowView:
 
     def __array__(self, dtype: object = None, copy: object = None) -> np.ndarray:
         time.sleep(0.001)
-        return self.buf
+        return self.buf.copy() if copy else self.buf  # numpy 2 trusts copy=True
 
 
 class ReusedBufferSession:
