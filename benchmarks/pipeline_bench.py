@@ -1,0 +1,344 @@
+"""The pipeline's targets (issue 12), as ratios measured in one run.
+
+    ARMVWW_MODEL_DIR=/path/to/models python benchmarks/pipeline_bench.py [--quick] [--out F]
+    python benchmarks/pipeline_bench.py million [--n 1000000]   # the stream test alone
+
+For each input set: the single-thread stage costs (inference = ``Detector.run`` on the
+prepared tensors; preparation = ``Preparer`` = read, decode, EXIF, resize, crop, grey,
+quantise), the CPU bound ``cores / (inference + preparation)`` items/s, sequential
+``detect_many(workers="none")`` and the pipelined ``detect_many`` side by side, interleaved
+round by round. Pipelined rates are steady state: from the first result to the last (worker
+start-up, 0.5-4 s here depending on the load, is reported apart). Writes
+``benchmarks/results-pipeline-<machine>.md``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import json
+import os
+import platform
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from PIL import Image, ImageDraw, ImageFilter
+
+REPO = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(REPO))
+
+from armvww import Detector, machine  # noqa: E402
+from armvww.pipeline import Plan, PlanSpec  # noqa: E402
+
+SHARED = Path(os.environ.get("ARMVWW_SHARED", REPO.parent / "shared"))
+SAMPLES = SHARED / "data" / "vww_samples"
+SIZES = [(96, 96), (320, 240), (640, 480), (1280, 720), (1920, 1080)]
+
+
+def sample_paths() -> list[str]:
+    with (SAMPLES / "labels.csv").open() as f:
+        return [str(SAMPLES / row["path"]) for row in csv.DictReader(f)]
+
+
+def make_photos(folder: Path, per_size: int = 2) -> list[str]:
+    """Photo-like PNG and JPEG files of several sizes (seeded)."""
+    rng = np.random.default_rng(12)
+    out = []
+    for w, h in SIZES:
+        for k in range(per_size):
+            yy, xx = np.mgrid[0:h, 0:w].astype(np.float32)
+            base = np.stack(
+                [
+                    128 + 100 * np.sin(xx / (w / 12 + k)),
+                    128 + 100 * np.cos(yy / (h / 9)),
+                    128 + 80 * np.sin((xx + yy) / (w / 10)),
+                ],
+                -1,
+            )
+            img = Image.fromarray(np.clip(base, 0, 255).astype(np.uint8), "RGB")
+            d = ImageDraw.Draw(img)
+            for _ in range(12):
+                x0, y0 = int(rng.integers(0, w - 8)), int(rng.integers(0, h - 8))
+                x1, y1 = x0 + int(rng.integers(4, w // 3)), y0 + int(rng.integers(4, h // 3))
+                colour = tuple(int(c) for c in rng.integers(0, 256, 3))
+                d.ellipse((x0, y0, x1, y1), fill=colour)
+            img = img.filter(ImageFilter.GaussianBlur(1))
+            noise = rng.normal(0, 6, (h, w, 3))
+            arr = np.clip(np.asarray(img, np.float32) + noise, 0, 255).astype(np.uint8)
+            for ext in ("png", "jpg"):
+                p = folder / f"gen_{w}x{h}_{k}.{ext}"
+                Image.fromarray(arr, "RGB").save(p, quality=90)
+                out.append(str(p))
+    return out
+
+
+def stage_costs(det: Detector, items: list[Any], rounds: int) -> tuple[float, float]:
+    """Median per-item seconds (inference, preparation), single thread, interleaved."""
+    qs = [det.quantize(x) for x in items]
+    inf: list[float] = []
+    prep: list[float] = []
+    for _ in range(rounds):
+        t0 = time.perf_counter()
+        for x in items:
+            det.quantize(x)
+        prep.append((time.perf_counter() - t0) / len(items))
+        t0 = time.perf_counter()
+        for q in qs:
+            det.run(q)
+        inf.append((time.perf_counter() - t0) / len(items))
+    return statistics.median(inf), statistics.median(prep)
+
+
+def timed(det: Detector, items: list[Any], workers: PlanSpec) -> tuple[float, float, float]:
+    """(total s, steady items/s from the first result on, s to the first result)."""
+    t0 = time.perf_counter()
+    first = 0.0
+    n = 0
+    for r in det.iter_detect(items, workers=workers):
+        if n == 0:
+            first = time.perf_counter()
+        assert r.ok, r.error
+        n += 1
+    end = time.perf_counter()
+    assert n == len(items)
+    return end - t0, (n - 1) / (end - first), first - t0
+
+
+class Report:
+    def __init__(self) -> None:
+        self.lines: list[str] = []
+        self.targets: list[tuple[str, str, float, bool]] = []
+
+    def add(self, *lines: str) -> None:
+        self.lines.extend(lines)
+        for line in lines:
+            print(line, flush=True)
+
+    def target(self, name: str, measured: float, goal: float, higher: bool) -> None:
+        ok = measured >= goal if higher else measured <= goal
+        rel = ">=" if higher else "<="
+        self.targets.append((name, f"{rel} {goal}", measured, ok))
+        print(f"{'PASS' if ok else 'MISS'}  {name}: {measured:.3f} (goal {rel} {goal})", flush=True)
+
+
+def compare(
+    rep: Report,
+    det: Detector,
+    title: str,
+    items: list[Any],
+    plans: dict[str, PlanSpec],
+    rounds: int,
+    frames: bool,
+) -> None:
+    cores = machine.usable_cores()
+    i, p = stage_costs(det, items[: max(13, len(items) // 10)], rounds)
+    bound = cores / (i + p)
+    infer_rate = 1 / i
+    goal_rate = infer_rate if (frames and p < i) else bound
+    goal_name = "inference-only rate" if (frames and p < i) else "CPU bound"
+    rates: dict[str, list[float]] = {"sequential": []} | {k: [] for k in plans}
+    starts: dict[str, list[float]] = {k: [] for k in plans}
+    for _ in range(rounds):
+        total, _, _ = timed(det, items, "none")
+        rates["sequential"].append(len(items) / total)
+        for k, plan in plans.items():
+            _, steady, start = timed(det, items, plan)
+            rates[k].append(steady)
+            starts[k].append(start)
+    med = {k: statistics.median(v) for k, v in rates.items()}
+    rep.add(
+        "",
+        f"### {title}",
+        f"{len(items)} items per run, {rounds} interleaved rounds, {cores} cores; stage costs "
+        f"(single thread, median): inference {i * 1e6:.0f} µs, preparation {p * 1e6:.0f} µs "
+        f"per item -> CPU bound {cores} / ({i * 1e6:.0f} + {p * 1e6:.0f} µs) = {bound:.0f}/s; "
+        f"inference-only rate {infer_rate:.0f}/s; goal: 0.9 x the {goal_name} ({goal_rate:.0f}/s)",
+        "",
+        "| run | items/s (median) | x bound | x inference-only | x sequential | start-up s |",
+        "|---|---|---|---|---|---|",
+    )
+    for k, v in med.items():
+        st = f"{statistics.median(starts[k]):.2f}" if k in starts else "-"
+        rep.add(
+            f"| {k} | {v:.0f} | {v / bound:.3f} | {v / infer_rate:.3f} | "
+            f"{v / med['sequential']:.3f} | {st} |"
+        )
+    best = max(med[k] for k in plans)
+    rep.target(f"{title}: pipelined / {goal_name}", best / goal_rate, 0.9, True)
+
+
+ONE_CORE_CHILD = """
+import json, os, statistics, sys, time
+sys.path.insert(0, sys.argv[1])
+os.sched_setaffinity(0, {min(os.sched_getaffinity(0))})
+from armvww import Detector
+paths = json.loads(sys.argv[2])
+rounds = int(sys.argv[3])
+det = Detector("vww2", backend="LiteRT")
+det.detect_many(paths, workers="none")
+t = {"none": [], "auto": []}
+for _ in range(rounds):
+    for k in t:
+        t0 = time.perf_counter()
+        det.detect_many(paths, workers=k)
+        t[k].append(time.perf_counter() - t0)
+print(json.dumps(t))
+"""
+
+
+def one_core(rep: Report, paths: list[str], rounds: int) -> None:
+    out = subprocess.run(
+        [sys.executable, "-c", ONE_CORE_CHILD, str(REPO), json.dumps(paths), str(rounds)],
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    t = json.loads(out.stdout.strip().splitlines()[-1])
+    ratio = statistics.median(a / b for a, b in zip(t["auto"], t["none"], strict=True))
+    rep.add(
+        "",
+        "### 1 core (sched_setaffinity to one CPU): pipelined (workers=auto) vs sequential",
+        f"{len(paths)} files, {rounds} interleaved rounds; median per-round time ratio "
+        f"auto / sequential = {ratio:.3f} (auto picks no workers on one core); median s per "
+        f"run: sequential {statistics.median(t['none']):.3f}, auto "
+        f"{statistics.median(t['auto']):.3f}",
+    )
+    rep.target("1 core: pipeline cost vs sequential (time ratio)", ratio, 1.03, False)
+
+
+def rss_kb() -> int:
+    for line in Path("/proc/self/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1])
+    return -1
+
+
+def million(n: int) -> dict[str, Any]:
+    """``n`` tiny frames (8x8 grey, value k % 256) through ``iter_detect``: RSS growth and
+    every result present once, in order (each value's raw output is known in advance)."""
+    det = Detector("vww2", backend="LiteRT")
+    frames = [np.full((8, 8), v, np.uint8) for v in range(256)]
+    expect = [det.detect(f).raw.tolist() for f in frames]
+
+    def stream() -> Any:
+        for k in range(n):
+            yield frames[k % 256]
+
+    t0 = time.perf_counter()
+    base = peak = 0
+    count = wrong = 0
+    for r in det.iter_detect(stream()):
+        if r.error is not None or r.raw.tolist() != expect[count % 256]:
+            wrong += 1
+        count += 1
+        if count == 10_000:
+            base = rss_kb()
+        if count % 10_000 == 0:
+            peak = max(peak, rss_kb())
+    took = time.perf_counter() - t0
+    return {
+        "items": n,
+        "results": count,
+        "wrong_or_missing": wrong + (n - count),
+        "rss_after_10k_kb": base,
+        "rss_peak_kb": peak,
+        "growth_mb": round((peak - base) / 1024, 2),
+        "seconds": round(took, 1),
+        "plan": "auto",
+    }
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__)
+    ap.add_argument("what", nargs="?", default="all", choices=("all", "million"))
+    ap.add_argument("--quick", action="store_true")
+    ap.add_argument("--n", type=int, default=1_000_000)
+    ap.add_argument("--million-json", help="the result of a `million` run to include")
+    ap.add_argument(
+        "--out", default=str(REPO / "benchmarks" / f"results-pipeline-{platform.machine()}.md")
+    )
+    args = ap.parse_args()
+    if args.what == "million":
+        print(json.dumps(million(args.n)))
+        return 0
+    rounds = 3 if args.quick else 5
+    load0 = machine.loadavg()
+    rep = Report()
+    det = Detector("vww2", backend="LiteRT")
+    cores = machine.usable_cores()
+    procs = Plan.of("process", cores, 4, reason="benchmark")
+    thread = Plan.of("thread", 1, 1, reason="benchmark")
+    photos = sample_paths()
+    compare(
+        rep,
+        det,
+        "the 13 shared photos (x 20)",
+        photos * 20,
+        {"process x2": procs, "thread x1": thread},
+        rounds,
+        False,
+    )
+    with tempfile.TemporaryDirectory() as tmp:
+        gen = make_photos(Path(tmp))
+        compare(
+            rep,
+            det,
+            f"{len(gen)} generated PNG+JPEG, 96x96 to 1920x1080 (x 2)",
+            gen * 2,
+            {"process x2": procs, "thread x1": thread},
+            rounds,
+            False,
+        )
+    rng = np.random.default_rng(3)
+    for w, h in ((96, 96), (640, 480)):
+        fr = [rng.integers(0, 256, (h, w, 3), dtype=np.uint8) for _ in range(8)]
+        compare(
+            rep,
+            det,
+            f"frames {w}x{h} uint8 RGB arrays (8 x 60)",
+            fr * 60,
+            {"thread x1": thread, "process x2": procs},
+            rounds,
+            True,
+        )
+    one_core(rep, photos * 10, rounds * 2)
+    if args.million_json:
+        m = json.loads(Path(args.million_json).read_text())
+        rep.add(
+            "",
+            "### A million-item stream (`iter_detect` on a generator of 8x8 grey frames)",
+            f"{m['results']} results for {m['items']} items, {m['wrong_or_missing']} wrong or "
+            f"missing (each value's raw output known in advance, so order is checked too); "
+            f"RSS after 10k items {m['rss_after_10k_kb'] / 1024:.1f} MB, peak "
+            f"{m['rss_peak_kb'] / 1024:.1f} MB: growth {m['growth_mb']} MB; took "
+            f"{m['seconds']} s (plan {m['plan']})",
+        )
+        rep.target("million-item stream: RSS growth MB", m["growth_mb"], 20, False)
+        rep.target("million-item stream: wrong or missing", m["wrong_or_missing"], 0, False)
+    load1 = machine.loadavg()
+    head = [
+        f"# armvww pipeline benchmark: {platform.machine()}",
+        "",
+        f"Generated {time.strftime('%Y-%m-%dT%H:%M:%SZ', time.gmtime())} by "
+        f"`benchmarks/pipeline_bench.py{' --quick' if args.quick else ''}` on "
+        f"{machine.cpu_model()}, {cores} usable cores, Python {platform.python_version()}; "
+        f"vww2 on {det.backend} ({det.runtime}); load average {load0} -> {load1} "
+        "(the 2 cores were shared with other jobs: ratios only, and noisy).",
+        "",
+        "| target | goal | measured | verdict |",
+        "|---|---|---|---|",
+        *(f"| {n} | {g} | {m:.3f} | {'PASS' if ok else 'MISS'} |" for n, g, m, ok in rep.targets),
+    ]
+    Path(args.out).write_text("\n".join(head + rep.lines) + "\n", encoding="utf-8")
+    print(f"wrote {args.out}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
