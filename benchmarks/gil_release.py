@@ -4,8 +4,11 @@ sleeps (GIL free) and while it spins in Python (GIL held), in one run.
 
     python benchmarks/gil_release.py [-b LiteRT -b CpuRef ...] [--seconds 2]
 
-share = counter rate during inference / counter rate during sleep: near 1 the runtime
-releases the GIL for the whole inference, near 0 it holds it. Runs anywhere armvww does
+Two measures: (1) per call, did the counter move at all while the inference ran (a call
+that holds the GIL throughout lets it move ~0 times, whatever the load; the control is
+``pickle.dumps``, a C call that holds the GIL); (2) share = counter rate during inferences /
+counter rate during sleep (confounded by CPU contention on a loaded machine).
+Runs anywhere armvww does
 (the host, or inside the Debian trees: ``tools/debtree.py run --tree ... -- python3
 benchmarks/gil_release.py -b CpuRef``).
 """
@@ -15,6 +18,8 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import pickle
+import statistics
 import sys
 import threading
 import time
@@ -26,6 +31,35 @@ import numpy as np
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from armvww import Detector, machine
+
+
+def progress_per_call(work: Callable[[], object], calls: int) -> tuple[float, float, float]:
+    """Run ``work`` ``calls`` times while a counter thread spins: (share of calls during which
+    the counter moved at all, median increments per call, median call seconds). A call that
+    holds the GIL throughout lets the counter move ~0 times, whatever the machine's load."""
+    count = 0
+    stop = threading.Event()
+
+    def spin() -> None:
+        nonlocal count
+        while not stop.is_set():
+            count += 1
+
+    t = threading.Thread(target=spin)
+    t.start()
+    deltas: list[int] = []
+    secs: list[float] = []
+    try:
+        for _ in range(calls):
+            c0, t0 = count, time.perf_counter()
+            work()
+            secs.append(time.perf_counter() - t0)
+            deltas.append(count - c0)
+    finally:
+        stop.set()
+        t.join()
+    moved = sum(1 for d in deltas if d > 0) / len(deltas)
+    return moved, statistics.median(deltas), statistics.median(secs)
 
 
 def counter_rate(work: Callable[[], object], seconds: float) -> tuple[float, int]:
@@ -71,8 +105,16 @@ def main() -> int:
             free, _ = counter_rate(lambda s=infer_s: time.sleep(s), args.seconds)
             held, _ = counter_rate(lambda: sum(range(2000)), args.seconds)
             during, calls = counter_rate(lambda d=det, x=q: d.run(x), args.seconds)
+            calls = max(5, min(200, int(args.seconds / infer_s)))
+            blob = list(range(20_000))
+            held_moved, _, _ = progress_per_call(lambda b=blob: pickle.dumps(b), calls)
+            moved, per_call, call_s = progress_per_call(lambda d=det, x=q: d.run(x), calls)
             rows.append(
                 {
+                    "calls_with_counter_progress": round(moved, 3),
+                    "median_counter_increments_per_call": per_call,
+                    "median_call_us": round(call_s * 1e6, 1),
+                    "control_gil_held_calls_with_progress (pickle.dumps)": round(held_moved, 3),
                     "backend": det.backend,
                     "route": getattr(det, "route", ""),
                     "runtime": det.runtime,

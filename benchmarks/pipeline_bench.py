@@ -137,7 +137,8 @@ def compare(
     frames: bool,
 ) -> None:
     cores = machine.usable_cores()
-    i, p = stage_costs(det, items[: max(13, len(items) // 10)], rounds)
+    distinct = list({id(x): x for x in items}.values())  # each input once, all sizes
+    i, p = stage_costs(det, distinct, rounds)
     bound = cores / (i + p)
     infer_rate = 1 / i
     goal_rate = infer_rate if (frames and p < i) else bound
