@@ -18,7 +18,7 @@ ifneq ($(wildcard $(SHARED)/data/vww_samples),)
 IMAGES ?= $(SHARED)/data/vww_samples
 endif
 
-.PHONY: help install host-deps armnn-delegate detect fetch test test-gpuacc dist test-sdist lint format clean distclean
+.PHONY: help install host-deps images images-export clean-images armnn-delegate detect fetch test test-gpuacc dist test-sdist lint format clean distclean
 
 ## help: list the targets
 help:
@@ -61,6 +61,21 @@ armnn-delegate:
 	@if [ "$$(id -u)" = 0 ]; then $(PYTHON) tools/armnn_delegate.py build --arch all; \
 	else echo "armnn-delegate: needs root (chroot into the trixie build trees); not built"; fi
 
+## images: build armvww:x86 and armvww:arm64 from docker/ (mmdebstrap, buildah; root) into
+##         the private image store .cache/images (cached: unchanged steps are reused)
+IMAGE_NAMES ?= x86 arm64
+images: host-deps
+	@if [ "$$(id -u)" = 0 ]; then bash tools/images.sh build $(IMAGE_NAMES); \
+	else echo "images: needs root (as root: make images)" >&2; exit 2; fi
+
+## images-export: the built images as OCI archives in .cache/images/export (podman/docker load)
+images-export: images
+	bash tools/images.sh export $(IMAGE_NAMES)
+
+## clean-images: remove the image store (.cache/images) and the qemu binfmt entry it registered
+clean-images:
+	bash tools/images.sh clean
+
 ## test: the whole test suite, Arm NN lanes in Debian trees included; as root it installs
 ##       Debian packages (tools/host-deps.sh), registers a binfmt_misc entry for arm64 and
 ##       builds ~830 MB of Debian trees in .cache/ (see the README)
@@ -102,7 +117,7 @@ format: install
 clean:
 	rm -rf $(VENV) build dist *.egg-info .pytest_cache .mypy_cache .ruff_cache .hypothesis
 
-## distclean: clean, and remove .cache/ (Debian trees, qemu, kernel caches); the user
+## distclean: clean, clean-images, and remove .cache/ (Debian trees, qemu, kernel caches); the user
 ##            cache of downloads (~/.cache/armvww) is left alone
-distclean: clean
+distclean: clean clean-images
 	rm -rf .cache

@@ -9,6 +9,8 @@
 #                  CpuRef backend library it loads at run time, and armvww's own
 #                  dependencies (python3-tqdm, python3-flatbuffers)
 #   util-linux, debian-archive-keyring   tools/debtree.py (trees of Debian trixie)
+#   mmdebstrap, arch-test, buildah, podman, runc   tools/images.sh (make images): the docker/
+#                  images built without a Docker engine
 # Without root it only says what is missing; the tests that need it then skip with a reason
 # (and fail in strict mode, ARMVWW_STRICT=1, as in CI).
 # To add packages: append them to PKGS (one array, one install call below).
@@ -18,6 +20,7 @@ PKGS=(
   python3 python3-numpy python3-pil python3-pytest python3-tqdm python3-flatbuffers
   python3-pyarmnn libarmnn22 libarmnntfliteparser22 libarmnn-cpuref-backend22
   util-linux debian-archive-keyring
+  mmdebstrap arch-test buildah podman runc
 )
 APT=(apt-get -o DPkg::Lock::Timeout=900)
 missing=()
