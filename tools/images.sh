@@ -267,7 +267,8 @@ clean() {
         echo -1 > "$BINFMT/qemu-aarch64"
         log "binfmt_misc: removed qemu-aarch64 (registered by this script)"
     fi
-    if [ -d "$DIR/storage" ] && command -v podman >/dev/null; then
+    # only ever our own store: never let podman fall back to the system one
+    if [ -d "$DIR/storage" ] && [ -f "$DIR/storage.conf" ] && command -v podman >/dev/null; then
         podman system reset --force >/dev/null 2>&1 || true
     fi
     rm -rf "$DIR"
