@@ -903,6 +903,7 @@ def _worker_main(mem_limit: int, model_path: str | None) -> None:  # pragma: no 
             return untyped("run")
         return {"outcome": "valid"}
 
+    sandbox = make_sandbox()
     reply({"ready": True, "backends": names})
     while True:
         head = inp.read(5)
@@ -911,10 +912,284 @@ def _worker_main(mem_limit: int, model_path: str | None) -> None:  # pragma: no 
         kind, n = struct.unpack("<cI", head)
         data = inp.read(n)
         try:
-            res = model_case(data) if kind == b"m" else image_case(data)
+            if kind == b"a":
+                res = api_case(json.loads(data), image_det, sandbox)
+            else:
+                res = model_case(data) if kind == b"m" else image_case(data)
         except MemoryError:
             res = untyped("memory")
         reply(res)
+
+
+# --------------------------------------------------------------------------------------------
+# API arguments, file kinds and environment variables (tools/fuzz_api.py)
+# --------------------------------------------------------------------------------------------
+
+#: Hostile values per Detector argument (JSON-encodable stand-ins decoded by ``_value``).
+API_VALUES: dict[str, list[Any]] = {
+    "model": [
+        "vww2",
+        None,
+        12345,
+        1.5,
+        ["vww2"],
+        "a\x00b",
+        "@fifo",
+        "@zero",
+        "@dir",
+        "@loop",
+        "@dangling",
+        "@long",
+        "@vww4_as_vww2",
+        "@vww2",
+        "@nonutf8",
+        "",
+        "vww9",
+    ],
+    "backend": [
+        "LiteRT",
+        "auto",
+        "fastest",
+        None,
+        123,
+        b"x",
+        [],
+        ["LiteRT", 3],
+        "Lite\x00RT",
+        "CpuRef",
+        "nope",
+        ["nope", "LiteRT"],
+        "",
+    ],
+    "threshold": [0.5, 0, 1, -0.1, 1.1, "nan", "inf", "-inf", "big", "0.5", True, None],
+    "max_pixels": [67108864, 1, 0, -5, "nan", 1e9, "big", True, None, 10**30],
+    "fast_decode": [False, True, "yes", 1, None],
+    "options": [None, "@object", "@litert1", "@litert_huge", "@litert0", "LiteRT", ["@object"]],
+}
+#: Items for detect_many / detect (``@`` names are files of the sandbox).
+API_ITEMS: list[Any] = [
+    "@png",
+    "@fifo",
+    "@zero",
+    "@null",
+    "@dir",
+    "@loop",
+    "@dangling",
+    "@long",
+    "@deep",
+    "a\x00b.png",
+    "@nonutf8",
+    "@newline",
+    "@png_bytes",
+    "@eps",
+    "@jpeg_cut",
+    123,
+    None,
+    "@array",
+    "@bad_array",
+]
+#: Environment variables and hostile values.
+API_ENV: dict[str, list[str]] = {
+    "ARMVWW_MODEL": ["@fifo", "@zero", "@dir", "@long", "@dangling", "a", "@vww4_as_vww2"],
+    "ARMVWW_MODEL_DIR": ["@dir", "@fifo_dir", "@long", "/nonexistent", "@zero"],
+    "ARMVWW_PROBE_TIMEOUT": ["abc", "nan", "-1", "1e9", "0", "inf", "300"],
+    "XDG_CACHE_HOME": ["@dir", "@zero", "@long", "@fifo"],
+}
+
+
+def make_sandbox() -> dict[str, Any]:  # pragma: no cover - child
+    """Files of every kind for API cases: a FIFO, links, long and odd names..."""
+    import tempfile
+
+    from PIL import Image
+
+    root = Path(tempfile.mkdtemp(prefix="armvww-apifuzz-"))
+    png = encode(Image.fromarray(base_rgb(), "RGB"), "PNG")
+    jpg = encode(Image.fromarray(base_rgb(), "RGB"), "JPEG")
+    (root / "ok.png").write_bytes(png)
+    os.mkfifo(root / "fifo.png")
+    os.mkfifo(root / "vww2_50_50_INT8.tflite")
+    (root / "fifodir").mkdir()
+    os.mkfifo(root / "fifodir" / "vww2_50_50_INT8.tflite")
+    (root / "d").mkdir()
+    (root / "d" / "a.png").write_bytes(png)
+    (root / "d" / "loop").symlink_to(root / "d")
+    (root / "dangling.png").symlink_to(root / "gone.png")
+    (root / "zero.png").symlink_to("/dev/zero")
+    shared = Path(os.environ.get("ARMVWW_SHARED", REPO.parent / "shared")) / "models"
+    fake = root / "fake" / "vww2_50_50_INT8.tflite"
+    fake.parent.mkdir()
+    if (shared / "vww4_128_128_INT8.tflite").is_file():
+        fake.write_bytes((shared / "vww4_128_128_INT8.tflite").read_bytes())
+    nonutf8 = os.fsencode(root) + b"/bad\xff.png"
+    with open(nonutf8, "wb") as f:
+        f.write(png)
+    (root / "new\nline.png").write_bytes(png)
+    return {
+        "root": str(root),
+        "@png": str(root / "ok.png"),
+        "@fifo": str(root / "fifo.png"),
+        "@zero": "/dev/zero",
+        "@null": "/dev/null",
+        "@dir": str(root / "d"),
+        "@fifo_dir": str(root / "fifodir"),
+        "@loop": str(root / "d" / "loop"),
+        "@dangling": str(root / "dangling.png"),
+        "@long": str(root / ("x" * 300 + ".png")),
+        "@deep": str(root / "/".join(["y" * 250] * 20) / "z.png"),
+        "@nonutf8": os.fsdecode(nonutf8),
+        "@newline": str(root / "new\nline.png"),
+        "@vww4_as_vww2": str(fake),
+        "@vww2": str(shared / "vww2_50_50_INT8.tflite"),
+        "@png_bytes": png,
+        "@eps": b"%!PS-Adobe-3.0 EPSF-3.0\n{ } loop\n",
+        "@jpeg_cut": jpg[: len(jpg) // 2] + b"\xff\xd9",
+    }
+
+
+def _value(v: Any, box: dict[str, Any]) -> Any:  # pragma: no cover - child
+    import math
+
+    import numpy as np
+
+    import armvww
+
+    if isinstance(v, list):
+        return [_value(x, box) for x in v]
+    if not isinstance(v, str):
+        return v
+    special: dict[str, Any] = {
+        "nan": math.nan,
+        "inf": math.inf,
+        "-inf": -math.inf,
+        "big": 10**400,
+        "@object": object(),
+        "@litert1": armvww.LiteRTOptions(threads=1),
+        "@array": base_rgb(20, 20),
+        "@bad_array": np.zeros((3, 3), np.float64),
+    }
+    if v in special:
+        return special[v]
+    if v in ("@litert_huge", "@litert0"):  # built inside the case: the constructor may raise
+        return v
+    return box.get(v, v)
+
+
+def api_cases(count: int, seed: int) -> Iterable[tuple[str, bytes]]:
+    """``count`` reproducible API cases: (case id, JSON spec)."""
+    for i in range(count):
+        rng = random.Random(f"api:{seed}:{i}")
+        kind = rng.choice(["detector", "detect_many", "detect", "env", "threads"])
+        spec: dict[str, Any] = {"kind": kind}
+        if kind == "detector":
+            spec["kwargs"] = {
+                k: rng.choice(v)
+                for k, v in API_VALUES.items()
+                if rng.random() < 0.5 or k == "model"
+            }
+        elif kind in ("detect_many", "detect"):
+            n = rng.randint(1, 6)
+            spec["items"] = [rng.choice(API_ITEMS) for _ in range(n)]
+            spec["wrap"] = rng.choice(["list", "generator", "raising", "single"])
+        elif kind == "env":
+            spec["env"] = {k: rng.choice(v) for k, v in API_ENV.items() if rng.random() < 0.5}
+            spec["call"] = rng.choice(["load_none", "load_vww2", "backends", "fetch_dir"])
+        else:
+            spec["threads"] = rng.choice([1, 2, 8, 64, 256, 257, 100000, 0, -1, True, 2.5])
+        desc = json.dumps(spec, sort_keys=True)[:160]
+        yield f"api#{seed}:{i} {desc}", json.dumps(spec).encode()
+
+
+def api_case(  # pragma: no cover - child
+    spec: dict[str, Any], det: Any, box: dict[str, Any]
+) -> dict[str, Any]:
+    """Run one API case; ``lost`` items (a result count that is not the input count) are
+    reported as untyped."""
+    import traceback
+
+    import armvww
+    from armvww.model import store
+
+    def out(outcome: str, **kw: Any) -> dict[str, Any]:
+        return {"outcome": outcome, **kw}
+
+    saved = dict(os.environ)
+    try:
+        if spec["kind"] == "detector":
+            kw = {k: _value(v, box) for k, v in spec["kwargs"].items()}
+            if kw.get("options") in ("@litert_huge", "@litert0"):
+                kw["options"] = armvww.LiteRTOptions(
+                    threads=100_000 if kw["options"] == "@litert_huge" else 0
+                )
+            model = kw.pop("model")
+            with armvww.Detector(model, **kw) as d:
+                r = d.detect(base_rgb(30, 30))
+                if not 0 <= r.score <= 1:
+                    return out("untyped", error=f"score {r.score}")
+            return out("valid")
+        if spec["kind"] in ("detect_many", "detect"):
+            items = [_value(x, box) for x in spec["items"]]
+            if spec["kind"] == "detect":
+                for it in items:
+                    try:
+                        det.detect(it)
+                    except armvww.ArmvwwError:
+                        pass
+                return out("valid")
+            wrap = spec["wrap"]
+            if wrap == "single":
+                src: Any = items[0]
+                expect_min = 1
+            elif wrap == "list":
+                src, expect_min = items, len(items)
+            else:
+
+                def gen() -> Any:
+                    yield from items
+                    if wrap == "raising":
+                        raise RuntimeError("the caller's generator failed")
+
+                src, expect_min = gen(), len(items) + (wrap == "raising")
+            res = det.detect_many(src)
+            names = spec["items"] if wrap != "single" else spec["items"][:1]
+            dirs = sum(1 for x in names if x in ("@dir", "@loop"))  # a folder: its images
+            if len(res) < expect_min - dirs or (not dirs and len(res) != expect_min):
+                return out("untyped", error=f"lost items: {len(res)} results for {expect_min}")
+            return out("valid")
+        if spec["kind"] == "env":
+            for k, v in spec["env"].items():
+                os.environ[k] = str(box.get(v, v))
+            call = spec["call"]
+            if call == "load_none":
+                store.load_model(None)
+            elif call == "load_vww2":
+                store.load_model("vww2")
+            elif call == "backends":
+                for a in armvww.available_backends():
+                    if not a.available and "Traceback" in a.reason:
+                        return out("untyped", error=a.reason[:200])
+            else:
+                store.find_known("vww4")
+            return out("valid")
+        t = spec["threads"]
+        armvww.LiteRTOptions(threads=t)
+        if isinstance(t, int) and t > 256:
+            return out("untyped", error=f"threads={t} accepted")
+        return out("valid")
+    except armvww.ArmvwwError as exc:
+        return out("typed", stage=spec["kind"], error=type(exc).__name__)
+    except Exception:
+        et, ev, _ = sys.exc_info()
+        return out(
+            "untyped",
+            stage=spec["kind"],
+            error=getattr(et, "__name__", "?"),
+            message=str(ev)[:300],
+            traceback=traceback.format_exc()[-2000:],
+        )
+    finally:
+        os.environ.clear()
+        os.environ.update(saved)
 
 
 if __name__ == "__main__":  # pragma: no cover - child
