@@ -675,3 +675,13 @@ def test_out_of_range_window_options_are_refused(vww2_bytes: bytes) -> None:
                 armvww.parse_model(bytes(buf))
             hits += 1
     assert hits >= 30
+
+
+# -- the API / file-kind / environment fuzz corpus (tools/fuzz_api.py runs 10,000) -----------
+def test_api_fuzz_corpus(vww2_path: Path) -> None:
+    cases = list(fuzzlib.api_cases(150, seed=2024))
+    counts, failures = fuzzlib.run_cases(cases, "api", workers=2, timeout=120, model=str(vww2_path))
+    report = "\n".join(f"{f.outcome}: {f.case}: {f.detail}" for f in failures)
+    assert failures == [], report
+    assert sum(counts.values()) == 150
+    assert counts["valid"] >= 30 and counts["typed"] >= 30, counts
