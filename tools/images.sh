@@ -110,8 +110,8 @@ ensure_qemu() {
         log "fetching $SUITE's qemu-user (static qemu-aarch64)"
         mkdir -p "$DIR/qemu"
         mmdebstrap --variant=extract --mode=root --architectures="$(host_arch)" \
-            --include=qemu-user --format=null --skip=cleanup/tmpdir \
-            --customize-hook="copy-out /usr/bin/qemu-aarch64 $DIR/qemu" \
+            --include=qemu-user --format=null \
+            --extract-hook="copy-out /usr/bin/qemu-aarch64 $DIR/qemu" \
             "$SUITE" /dev/null "deb $MIRROR $SUITE main" >&2
     fi
     # O: open the binary (not via a wrapper), C: credentials of the binary, F: fix the
