@@ -273,7 +273,8 @@ class Detector:
 
         Pipelined (:mod:`armvww.pipeline`): decoding and preprocessing of the next items run
         in ``workers`` while this thread runs inference on the current one. ``"auto"``
-        chooses by input kind and usable cores (:func:`armvww.pipeline.choose_plan`);
+        chooses by input kind, usable cores and whether the inference holds the GIL
+        (:func:`armvww.pipeline.choose_plan`; the Arm NN parser route does);
         ``"none"`` is the plain sequential loop; ``"thread"``, ``"process"`` or a
         :class:`~armvww.pipeline.Plan` override it. At most ``Plan.window`` items are held.
         A worker process that dies is retried item by item and then an error on its item;
@@ -282,7 +283,10 @@ class Detector:
         Raises:
             InputError: a bad ``workers`` value.
         """
-        for label, out in prepared(self._prep, items, workers):
+        # PyArmNN's EnqueueWorkload holds the GIL (benchmarks/results-x86_64.md); LiteRT's
+        # invoke, and so the Arm NN delegate route inside it, releases it
+        holds_gil = self.route == "parser"
+        for label, out in prepared(self._prep, items, workers, holds_gil):
             if isinstance(out, ArmvwwError):
                 yield self._failed(label, out)
                 continue

@@ -166,10 +166,14 @@ class Plan:
 MIN_ITEMS_FOR_PROCESSES = 1000
 
 
-def choose_plan(files: bool, count: int | None = None, cores: int | None = None) -> Plan:
-    """The plan measured fastest here for this input kind (``benchmarks/run_benchmarks.py``,
-    pipeline section: LiteRT on x86-64, 2 cores; the rule is the same for the Arm NN
-    backends, whose inference releases the GIL too).
+def choose_plan(
+    files: bool,
+    count: int | None = None,
+    cores: int | None = None,
+    inference_holds_gil: bool = False,
+) -> Plan:
+    """The plan for this input kind and machine (``benchmarks/pipeline_bench.py``; LiteRT on
+    x86-64, 2 cores; ``benchmarks/gil_release.py`` for which inference holds the GIL).
 
     * one usable core: ``"none"`` (any worker only adds its cost);
     * files or bytes (decoding in Python-held Pillow code costs 2-4x the inference): worker
@@ -177,11 +181,15 @@ def choose_plan(files: bool, count: int | None = None, cores: int | None = None)
       items: one thread (starting two worker interpreters costs 0.5-4 s here, depending on
       the load, against about 0.3 ms saved per item);
     * arrays (frames): one preparing thread, items one at a time: pickling a frame to a
-      process costs about what preparing it does.
+      process costs about what preparing it does; but when the inference holds the GIL
+      (PyArmNN's ``EnqueueWorkload``, the Arm NN parser route), a thread cannot overlap it,
+      so one worker process, items one at a time.
     """
     n = cores if cores is not None else machine.usable_cores()
     if n <= 1:
         return Plan.of("none", reason="one usable core")
+    if not files and inference_holds_gil:
+        return Plan.of("process", 1, 1, reason="arrays, inference holds the GIL: one process")
     if not files:
         return Plan.of("thread", 1, 1, reason="arrays: one preparing thread")
     if count is not None and count < MIN_ITEMS_FOR_PROCESSES:
@@ -214,7 +222,7 @@ def _prepare_one(prepare: Callable[[Any], np.ndarray], item: Any) -> Outcome:
 PlanSpec = Plan | Literal["auto", "none", "thread", "process"]
 
 
-def _auto(spec: str, jobs: Iterator[_Job]) -> tuple[Plan, Iterator[_Job]]:
+def _auto(spec: str, jobs: Iterator[_Job], holds_gil: bool) -> tuple[Plan, Iterator[_Job]]:
     """The plan for ``spec``; for ``"auto"``, look at up to :data:`MIN_ITEMS_FOR_PROCESSES`
     items first (they are kept and come first)."""
     if spec in KINDS:
@@ -230,7 +238,7 @@ def _auto(spec: str, jobs: Iterator[_Job]) -> tuple[Plan, Iterator[_Job]]:
             break
     files = all(_is_file_like(j[2]) for j in head)
     count = len(head) if len(head) < MIN_ITEMS_FOR_PROCESSES else None
-    return choose_plan(files, count), itertools.chain(head, jobs)
+    return choose_plan(files, count, None, holds_gil), itertools.chain(head, jobs)
 
 
 def _is_file_like(item: object) -> bool:
@@ -239,7 +247,10 @@ def _is_file_like(item: object) -> bool:
 
 
 def prepared(
-    prepare: Callable[[Any], np.ndarray], items: object, plan: PlanSpec = "auto"
+    prepare: Callable[[Any], np.ndarray],
+    items: object,
+    plan: PlanSpec = "auto",
+    inference_holds_gil: bool = False,
 ) -> Iterator[tuple[str, Outcome]]:
     """Yield ``(label, tensor or ArmvwwError)`` for every item, in input order.
 
@@ -254,7 +265,7 @@ def prepared(
     """
     jobs = _jobs(items)
     if not isinstance(plan, Plan):
-        plan, jobs = _auto(plan, jobs)
+        plan, jobs = _auto(plan, jobs, inference_holds_gil)
     log.debug("pipeline: %s", plan.describe())
     if plan.kind == "none":
         for _, label, item in jobs:

@@ -222,6 +222,7 @@ def test_plan_validation_and_choice() -> None:
     assert choose_plan(True, None, cores=2).kind == "process"
     assert choose_plan(True, 13, cores=2).kind == "thread"
     assert choose_plan(False, None, cores=2).kind == "thread"
+    assert choose_plan(False, None, cores=2, inference_holds_gil=True).kind == "process"
 
 
 @pytest.mark.litert
