@@ -333,7 +333,8 @@ def test_seeded_model_fuzz_corpus_on_every_backend(vww2_path: Path, vww4_path: P
     models = [("vww2", vww2_path.read_bytes())]
     if not EMULATED:
         models.append(("vww4", vww4_path.read_bytes()))
-    n = 40 if EMULATED else 240
+    # natively the first 60 cases (they hold vww4#2024:49); under qemu CpuRef is slow
+    n = 12 if EMULATED else 60
     cases = list(fuzzlib.model_cases(models, n, seed=2024))
     counts, failures = fuzzlib.run_cases(cases, "model", workers=2, timeout=600)
     report = "\n".join(f"{f.outcome}: {f.case}: {f.detail}" for f in failures)
