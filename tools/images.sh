@@ -130,7 +130,8 @@ base() {
     tar="$DIR/base-$arch.tar"
     log "mmdebstrap $SUITE $arch (minbase)"
     start=$(date +%s)
-    mmdebstrap --variant=minbase --mode=root --architectures="$arch" \
+    rm -rf "$tar.tmp"
+    mmdebstrap --variant=minbase --mode=root --architectures="$arch" --format=tar \
         --keyring=/usr/share/keyrings/debian-archive-keyring.gpg \
         --dpkgopt='path-exclude=/usr/share/man/*' --dpkgopt='path-exclude=/usr/share/info/*' \
         --dpkgopt='path-exclude=/usr/share/locale/*' --dpkgopt='path-exclude=/usr/share/doc/*' \
