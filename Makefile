@@ -55,10 +55,12 @@ fetch: install
 host-deps:
 	bash tools/host-deps.sh
 
-## armnn-delegate: build Arm NN's TfLite delegate for amd64 and arm64 into
-## .cache/armnn-delegate/<arch>/ (trixie trees, root; cached by its inputs: a no-op when built)
+## armnn-delegate: build Arm NN's TfLite delegate into .cache/armnn-delegate/<arch>/
+##       (DELEGATE_ARCH=all|amd64|arm64, default all; trixie trees, root; cached by its
+##       inputs: a no-op when built). `make test` builds the amd64 one.
+DELEGATE_ARCH ?= all
 armnn-delegate:
-	@if [ "$$(id -u)" = 0 ]; then $(PYTHON) tools/armnn_delegate.py build --arch all; \
+	@if [ "$$(id -u)" = 0 ]; then $(PYTHON) tools/armnn_delegate.py build --arch $(DELEGATE_ARCH); \
 	else echo "armnn-delegate: needs root (chroot into the trixie build trees); not built"; fi
 
 ## images: build armvww:x86 and armvww:arm64 from docker/ (mmdebstrap, buildah; root) into
@@ -80,6 +82,7 @@ clean-images:
 ##       Debian packages (tools/host-deps.sh), registers a binfmt_misc entry for arm64 and
 ##       builds ~830 MB of Debian trees in .cache/ (see the README)
 test: install host-deps
+	@$(MAKE) --no-print-directory armnn-delegate DELEGATE_ARCH=amd64
 	$(PY) -m pytest $(PYTEST_ARGS)
 
 ## test-gpuacc: opt-in GpuAcc-on-PoCL lane (functional check of GpuAcc, not Mali speed;
