@@ -57,8 +57,8 @@ host-deps:
 
 ## armnn-delegate: build Arm NN's TfLite delegate into .cache/armnn-delegate/<arch>/
 ##       (DELEGATE_ARCH=amd64|arm64|all, default amd64; trixie trees, root; cached by its
-##       inputs: a no-op when built). `make test` builds the amd64 one. The arm64 build
-##       currently crashes at load_delegate (see the README): not the default.
+##       inputs: a no-op when built). `make test` builds the amd64 one; arm64 compiles
+##       under qemu for ~25 min and is not the default (see the README).
 DELEGATE_ARCH ?= amd64
 armnn-delegate:
 	@if [ "$$(id -u)" = 0 ]; then $(PYTHON) tools/armnn_delegate.py build --arch $(DELEGATE_ARCH); \
