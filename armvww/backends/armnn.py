@@ -21,7 +21,7 @@ from typing import Any, ClassVar
 from ..errors import BackendUnavailableError, DefectiveRuntimeError, OptionError
 from ..model import Model
 from . import armnn_delegate
-from .armnn_options import ARMNN_BACKENDS, ROUTES, ArmNNOptions
+from .armnn_options import ARMNN_BACKENDS, ROUTES, ArmNNOptions, install_hint
 from .armnn_parser import ArmNNSession, import_pyarmnn, open_session, probe, runtime
 from .base import Availability, Backend, BackendOptions, Session
 
@@ -73,6 +73,8 @@ def parser_route(name: str) -> dict[str, Any]:
     """The parser route of backend ``name``: ``available``, ``reason``, ``runtime`` and the
     probe's details (never raises)."""
     p = probe()
+    if p.missing:
+        return {"available": False, "reason": install_hint(name), "runtime": ""}
     if p.error:
         return {"available": False, "reason": p.error, "runtime": ""}
     b = p.backends.get(name)

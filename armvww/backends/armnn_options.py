@@ -6,7 +6,11 @@ from __future__ import annotations
 
 import math
 import os
+import platform
+import re
+import sys
 from dataclasses import dataclass
+from pathlib import Path
 
 from .. import files
 from ..errors import OptionError
@@ -140,3 +144,77 @@ class ArmNNOptions(BackendOptions):
                 )
         if self.gpu_tuning_level and not self.gpu_tuning_file:
             raise OptionError("gpu_tuning_level > 0 needs gpu_tuning_file to keep the result")
+
+
+#: Debian suite -> the package holding Arm NN's CpuRef backend library.
+_CPUREF_PACKAGES = {"bookworm": "libarmnn-cpuref-backend22", "trixie": "libarmnn-cpuref-backend33"}
+
+
+#: Where the Debian suite is read from.
+OS_RELEASE = Path("/etc/os-release")
+
+
+def _debian_codename() -> str:
+    try:
+        text = OS_RELEASE.read_text()
+    except OSError:
+        return ""
+    m = re.search(r"^VERSION_CODENAME=\"?([a-z]+)", text, re.M)
+    return m.group(1) if m else ""
+
+
+def cpuref_package() -> str:
+    """The Debian package with Arm NN's CpuRef backend library on this system (bookworm:
+    ``libarmnn-cpuref-backend22``, trixie: ``libarmnn-cpuref-backend33``)."""
+    return _CPUREF_PACKAGES.get(_debian_codename(), "libarmnn-cpuref-backend33")
+
+
+def machine() -> str:
+    """This machine's architecture name (``platform.machine()``)."""
+    return platform.machine()
+
+
+def is_arm_cpu() -> bool:
+    """True on an Arm CPU (where CpuAcc, and GpuAcc with a Mali GPU, can exist)."""
+    m = machine().lower()
+    return m in ("aarch64", "arm64") or m.startswith("arm")
+
+
+def venv_hides_system_packages() -> bool:
+    """True in a virtual environment made without ``--system-site-packages``: Debian's
+    python3-pyarmnn (in /usr/lib/python3/dist-packages) is then invisible."""
+    if sys.prefix == sys.base_prefix:
+        return False
+    try:
+        cfg = (Path(sys.prefix) / "pyvenv.cfg").read_text()
+    except OSError:
+        return True
+    m = re.search(r"^include-system-site-packages\s*=\s*(\w+)", cfg, re.M)
+    return not (m and m.group(1).lower() == "true")
+
+
+def install_hint(backend: str) -> str:
+    """Why ``backend`` cannot come from pyarmnn here and what (if anything) gives it: on a
+    non-Arm machine no package gives CpuAcc or GpuAcc; in a venv without system site
+    packages Debian's pyarmnn is invisible; CpuRef names its library package."""
+    parts = ["pyarmnn is not importable by this Python (it is not on PyPI)"]
+    if backend in ("CpuAcc", "GpuAcc") and not is_arm_cpu():
+        need = "an Arm CPU" + (
+            " and a Mali GPU with its OpenCL driver" if backend == "GpuAcc" else ""
+        )
+        parts.append(
+            f"{backend} needs {need}: on {machine()} no package gives it "
+            "(apt's python3-pyarmnn gives CpuRef only here)"
+        )
+    elif venv_hides_system_packages():
+        parts.append(
+            f"{sys.prefix} is a virtual environment without system site packages, so Debian's "
+            "python3-pyarmnn is invisible to it even when installed: use /usr/bin/python3, or "
+            "a venv made with `/usr/bin/python3 -m venv --system-site-packages DIR`"
+        )
+    else:
+        parts.append(
+            "on Debian/Ubuntu, as root: "
+            f"`apt-get install --no-install-recommends python3-pyarmnn {cpuref_package()}`"
+        )
+    return "; ".join(parts)

@@ -135,6 +135,9 @@ class ProbeResult:
     features: dict[str, bool] = field(default_factory=dict)
     backends: dict[str, dict[str, Any]] = field(default_factory=dict)
     error: str = ""
+    #: pyarmnn cannot be imported by this Python at all (the reason is per backend:
+    #: :func:`~armvww.backends.armnn_options.install_hint`)
+    missing: bool = False
 
 
 _probe_lock = threading.Lock()
@@ -162,10 +165,7 @@ def reset_probe() -> None:
 
 def _run_probe(timeout: float | None) -> ProbeResult:
     if importlib.util.find_spec("pyarmnn") is None:
-        return ProbeResult(
-            error="pyarmnn is not installed (Debian/Ubuntu: apt install python3-pyarmnn; "
-            "it is not on PyPI)"
-        )
+        return ProbeResult(error="pyarmnn is not importable by this Python", missing=True)
     if timeout is None:
         timeout, problem = probe_timeout()
         if problem:

@@ -1,17 +1,30 @@
 """LiteRT backend: Google's TFLite runtime, the embedded default and the parity reference.
 
-The interpreter comes from the first of these that imports: ``ai_edge_litert.interpreter``
-(LiteRT, numpy 2 ready), ``tflite_runtime.interpreter`` (frozen at 2.14; needs numpy < 2),
-``tensorflow.lite``. The session reports which one ran.
+The interpreter comes from the first of these that imports *and* loads and runs a tiny
+model of armvww's own making: ``ai_edge_litert.interpreter`` (LiteRT, numpy 2 ready),
+``tflite_runtime.interpreter`` (frozen at 2.14; needs numpy < 2), ``tensorflow.lite``. So
+``armvww backends`` and ``detect`` agree: a runtime that imports but cannot load (e.g.
+tflite-runtime 2.14 under numpy 2) is unavailable, with the reason and a ``numpy<2`` hint.
+
+What ran is reported by behaviour: the session's ``runtime`` names the package, version and
+the kernels that really ran. XNNPACK counts only when the interpreter's execution plan holds
+delegate nodes (tflite-runtime 2.14 asked for XNNPACK runs its built-in kernels on these
+int8 models). The runtime's native ``INFO: Created TensorFlow Lite XNNPACK delegate`` line is
+kept off stderr unless armvww logs at DEBUG (``armvww -vv``) or ``ARMVWW_RUNTIME_LOGS=1``.
 """
 
 from __future__ import annotations
 
 import importlib
 import logging
+import os
+import re
+import sys
+import tempfile
 import threading
 import time
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass
 from functools import cache
 from types import ModuleType
@@ -21,6 +34,7 @@ import numpy as np
 
 from ..errors import BackendError, BackendUnavailableError, OptionError
 from ..model import Model
+from ..model.tflite_build import tiny_vww_model
 from .base import Availability, Backend, BackendOptions, Session, emulation_info
 
 log = logging.getLogger(__name__)
@@ -94,23 +108,109 @@ def _import(runtime: str) -> tuple[ModuleType, str]:
     return mod, f"{dist} {_version(dist, mod)}"
 
 
+#: Native log lines of the runtimes that say nothing a user needs.
+_NOISE = re.compile(r"^INFO: Created TensorFlow Lite XNNPACK delegate for CPU\.$")
+
+
+@contextmanager
+def quiet_runtime_logs() -> Iterator[None]:
+    """Keep the runtime's native INFO noise (the XNNPACK line) off stderr.
+
+    The interpreters print it from C++ to file descriptor 2 and offer no Python API to
+    silence it, so fd 2 is redirected to a temporary file for the duration; every other
+    line is written back to stderr unchanged, the noise goes to the DEBUG log. Nothing is
+    filtered when armvww logs at DEBUG or ``ARMVWW_RUNTIME_LOGS=1``.
+    """
+    if os.environ.get("ARMVWW_RUNTIME_LOGS") == "1" or log.isEnabledFor(logging.DEBUG):
+        yield
+        return
+    try:
+        sys.stderr.flush()
+        saved = os.dup(2)
+    except (OSError, ValueError):  # no usable fd 2
+        yield
+        return
+    with tempfile.TemporaryFile() as tmp:
+        os.dup2(tmp.fileno(), 2)
+        try:
+            yield
+        finally:
+            os.dup2(saved, 2)
+            os.close(saved)
+            tmp.seek(0)
+            for line in tmp.read().decode(errors="replace").splitlines(keepends=True):
+                if _NOISE.match(line.rstrip("\n")):
+                    log.debug("runtime: %s", line.rstrip())
+                else:
+                    os.write(2, line.encode())
+
+
+def _numpy_hint(exc: BaseException) -> str:
+    """A ``numpy<2`` hint when a runtime built for numpy 1 fails under numpy 2."""
+    text = f"{exc} {exc.__cause__ or ''} {exc.__context__ or ''}"
+    if np.lib.NumpyVersion(np.__version__) >= "2.0.0" and (
+        "_ARRAY_API" in text
+        or "numpy" in text.lower()
+        or "returned a result with an exception" in text
+    ):
+        return (
+            f" (it was built for numpy 1.x and this is numpy {np.__version__}: "
+            "`pip install 'numpy<2'`, or use LiteRT: `pip install ai-edge-litert`)"
+        )
+    return ""
+
+
+def _trial(mod: ModuleType) -> None:
+    """Load and run armvww's tiny VWW-shaped model: proof the runtime works here."""
+    with quiet_runtime_logs():
+        it = mod.Interpreter(model_content=tiny_vww_model())
+        it.allocate_tensors()
+    d = it.get_input_details()[0]
+    it.set_tensor(d["index"], np.zeros(d["shape"], dtype=d["dtype"]))
+    it.invoke()
+    it.get_tensor(it.get_output_details()[0]["index"])
+
+
 @cache
 def _probe(runtime: str) -> tuple[ModuleType | None, str, str]:
-    """(module, runtime description, failure reason) for ``runtime`` or ``"auto"``."""
+    """(module, runtime description, failure reason) for ``runtime`` or ``"auto"``: the first
+    candidate that imports and runs the tiny trial model."""
     names = list(_CANDIDATES) if runtime == "auto" else [runtime]
     reasons = []
     for name in names:
+        modname = _CANDIDATES[name][0]
         try:
             mod, desc = _import(name)
-            return mod, desc, ""
         except Exception as exc:  # ImportError, or numpy ABI errors (_ARRAY_API not found)
-            reasons.append(f"{_CANDIDATES[name][0]}: {type(exc).__name__}: {exc}".strip())
+            reasons.append(f"{modname}: {type(exc).__name__}: {exc}{_numpy_hint(exc)}".strip())
+            continue
+        try:
+            with _lock:
+                _trial(mod)
+        except Exception as exc:
+            reasons.append(
+                f"{desc} imports but cannot run a model: {type(exc).__name__}: {exc}"
+                f"{_numpy_hint(exc)}"
+            )
+            continue
+        return mod, desc, ""
     return (
         None,
         "",
         "; ".join(reasons)
-        + (". Install LiteRT: pip install 'armvww[litert]'" if runtime == "auto" else ""),
+        + (". Install LiteRT: pip install ai-edge-litert" if runtime == "auto" else ""),
     )
+
+
+def _delegated_nodes(it: Any) -> int | None:
+    """Delegate nodes in the interpreter's execution plan; None when it cannot say."""
+    details = getattr(it, "_get_ops_details", None)
+    if details is None:
+        return None
+    try:
+        return sum(1 for op in details() if op.get("op_name") == "DELEGATE")
+    except Exception:
+        return None
 
 
 class LiteRTSession(Session):
@@ -133,11 +233,30 @@ class LiteRTSession(Session):
             delegate = "none (built-in kernels)"
         t0 = time.perf_counter()
         try:
-            self._it = mod.Interpreter(**kwargs)
-            self._it.allocate_tensors()
+            with quiet_runtime_logs():
+                self._it = mod.Interpreter(**kwargs)
+                self._it.allocate_tensors()
         except Exception as exc:
-            raise BackendError(f"LiteRT ({desc}) could not load {model.name}: {exc}") from exc
+            raise BackendError(
+                f"LiteRT ({desc}) could not load {model.name}: {exc}{_numpy_hint(exc)}"
+            ) from exc
         load_s = time.perf_counter() - t0
+        if delegate == "XNNPACK":
+            n = _delegated_nodes(self._it)
+            if n == 0:
+                delegate = "none (built-in kernels: XNNPACK was asked for but not applied)"
+                log.info(
+                    "%s applied no XNNPACK delegate to %s: built-in kernels run", desc, model.name
+                )
+            elif n is None:
+                delegate = "XNNPACK (requested; the runtime cannot say if it was applied)"
+        kernels = (
+            "XNNPACK"
+            if delegate == "XNNPACK"
+            else ("built-in kernels" if delegate.startswith("none") else "XNNPACK requested")
+        )
+        #: package, version and the kernels that really ran
+        self.runtime = f"{desc}, {kernels}"
         ins, outs = self._it.get_input_details(), self._it.get_output_details()
         self._in = ins[0]["index"]
         self._out = outs[0]["index"]
@@ -145,7 +264,8 @@ class LiteRTSession(Session):
         self._invoke = self._it.invoke
         self._get = self._it.get_tensor
         self.info = {
-            "runtime": desc,
+            "runtime": self.runtime,
+            "package": desc,
             "threads": options.threads,
             "delegate": delegate,
             "load_s": load_s,

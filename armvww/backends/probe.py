@@ -38,7 +38,7 @@ from .armnn_delegate import (
     import_litert,
     node_placement,
 )
-from .armnn_options import ARMNN_BACKENDS
+from .armnn_options import ARMNN_BACKENDS, cpuref_package, is_arm_cpu, machine
 
 
 def emit(**msg: Any) -> None:
@@ -88,7 +88,12 @@ def main() -> int:
         if only and backend not in only.split(","):
             continue
         if backend not in listed:
-            hint = " (an Arm CPU is needed)" if backend in ("CpuAcc", "GpuAcc") else ""
+            if backend == "CpuRef":
+                hint = f" (its library is in the package {cpuref_package()})"
+            elif not is_arm_cpu():
+                hint = f" (an Arm CPU is needed; no package gives it on {machine()})"
+            else:
+                hint = ""
             emit(
                 stage="done",
                 backend=backend,

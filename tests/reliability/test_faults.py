@@ -321,7 +321,7 @@ def test_armnn_backends_report_why_pyarmnn_is_unusable(
 
 #: What each broken pyarmnn must be reported as (a substring of the reason).
 _CAUSES = {
-    "pyarmnn-absent": "pyarmnn is not installed",
+    "pyarmnn-absent": "pyarmnn is not importable by this Python",
     "pyarmnn-import-error": "libarmnn.so.33: cannot open shared object file",
     "pyarmnn-oserror": "undefined symbol",
     "pyarmnn-half-installed": "OptimizerOptions",
