@@ -131,12 +131,21 @@ base() {
     log "mmdebstrap $SUITE $arch (minbase)"
     start=$(date +%s)
     rm -rf "$tar.tmp"
+    # APT sources as in Docker's debian:trixie-slim (deb822 debian.sources, no sources.list):
+    # the Dockerfiles' build stages edit that file.
+    printf '%s\n' "Types: deb" "URIs: $MIRROR" "Suites: $SUITE $SUITE-updates" \
+        "Components: main" "Signed-By: /usr/share/keyrings/debian-archive-keyring.gpg" "" \
+        "Types: deb" "URIs: http://deb.debian.org/debian-security" "Suites: $SUITE-security" \
+        "Components: main" "Signed-By: /usr/share/keyrings/debian-archive-keyring.gpg" \
+        > "$DIR/debian.sources"
     mmdebstrap --variant=minbase --mode=root --architectures="$arch" --format=tar \
         --keyring=/usr/share/keyrings/debian-archive-keyring.gpg \
         --dpkgopt='path-exclude=/usr/share/man/*' --dpkgopt='path-exclude=/usr/share/info/*' \
         --dpkgopt='path-exclude=/usr/share/locale/*' --dpkgopt='path-exclude=/usr/share/doc/*' \
         --dpkgopt='path-include=/usr/share/doc/*/copyright' \
         --aptopt='Acquire::Languages "none"' \
+        --customize-hook="upload $DIR/debian.sources /etc/apt/sources.list.d/debian.sources" \
+        --customize-hook='rm -f "$1/etc/apt/sources.list"' \
         "$SUITE" "$tar.tmp" \
         "deb $MIRROR $SUITE main" "deb $MIRROR $SUITE-updates main" \
         "deb http://deb.debian.org/debian-security $SUITE-security main" >&2
