@@ -312,7 +312,11 @@ class ArmNNSession(Session):
         t0 = time.perf_counter()
         try:
             with _runtime_lock:
-                if opts.profiling and feats["profiling"]:
+                # 21.x+ turns profiling on at load (INetworkProperties with memory sources);
+                # 20.08's INetworkProperties has no such flag: there the profiler is only
+                # switched on after the load (below)
+                with_props = hasattr(ann, "MemorySource_Undefined")
+                if opts.profiling and feats["profiling"] and with_props:
                     props = ann.INetworkProperties(
                         False, ann.MemorySource_Undefined, ann.MemorySource_Undefined, True
                     )
@@ -458,11 +462,19 @@ class ArmNNSession(Session):
 
         Raises:
             OptionError: profiling was not enabled or is not supported.
+            BackendError: this PyArmNN could not read its own profiler's data (20.08's
+                ``get_profiling_data`` fails on its profiler's JSON with a KeyError).
         """
         prof = getattr(self, "_profiler", None)
         if prof is None:
             raise OptionError("open the session with ArmNNOptions(profiling=True) to profile")
-        data = self._ann.get_profiling_data(prof)
+        try:
+            data = self._ann.get_profiling_data(prof)
+        except (KeyError, ValueError, RuntimeError) as exc:
+            raise BackendError(
+                f"{self.runtime} could not read its profiler's data "
+                f"({type(exc).__name__}: {exc}); profiling needs Arm NN >= 23.08"
+            ) from exc
         per = {
             name: {"backend": d.get("backend"), "time_us": d.get("execution_time")}
             for name, d in data.per_workload_execution_data.items()

@@ -24,6 +24,7 @@ from armvww.analysis.common import BackendEntry, entry_options
 from armvww.backends.litert import LiteRTOptions
 from armvww.model import parse_model, store, tflite_build
 
+from ..bounds import bound_lsb
 from ..conftest import REPO, report_line
 from .perturb import with_bias_shift
 
@@ -86,6 +87,8 @@ def test_litert_builtin_kernels_against_xnnpack(model_name: str, samples) -> Non
     assert rep["exit_code"] == 0
     assert r["exact_share"] >= 0.25  # measured 31-80% (vww4 lowest)
     assert all(m <= parity.Contract().near_tie_lsb for m in r["flip_margins"])
+    # the evidence bound (tests/bounds.py), tighter than the user-facing contract above
+    assert r["max_abs_lsb"] <= bound_lsb("LiteRT:xnnpack=False", model_name)
 
 
 @pytest.mark.litert
