@@ -198,7 +198,10 @@ def first_layers(
 def constants_via_litert(data: bytes) -> object:
     """``constant(i)`` reading a tensor's stored values through a LiteRT interpreter (data
     only: none of its arithmetic is used)."""
-    from ai_edge_litert.interpreter import Interpreter
+    try:
+        from ai_edge_litert.interpreter import Interpreter
+    except ImportError:
+        from tflite_runtime.interpreter import Interpreter
 
     it = Interpreter(model_content=data)
     return lambda i: np.array(it.get_tensor(i), copy=True)
