@@ -18,7 +18,7 @@ ifneq ($(wildcard $(SHARED)/data/vww_samples),)
 IMAGES ?= $(SHARED)/data/vww_samples
 endif
 
-.PHONY: help install host-deps images images-export clean-images armnn-delegate detect fetch test test-gpuacc dist test-sdist lint format clean distclean
+.PHONY: help install host-deps images images-export clean-images armnn-delegate detect fetch test test-gpuacc test-tflite-runtime dist test-sdist lint format clean distclean
 
 ## help: list the targets
 help:
@@ -90,6 +90,11 @@ test: install host-deps
 ##              ~600 MB, ~30 min of kernel compiles per model on a cold cache)
 test-gpuacc: install host-deps
 	ARMVWW_GPUACC=1 $(PY) -m pytest tests/trees/test_gpuacc_lane.py $(PYTEST_ARGS)
+
+## test-tflite-runtime: only the [tflite] lane (tflite-runtime 2.14, numpy < 2, its own
+## Python 3.11 venv in .cache/venv-tflite); `make test` runs it too
+test-tflite-runtime: install
+	$(PY) -m pytest tests/trees/test_tflite_runtime_lane.py $(PYTEST_ARGS)
 
 ## dist: build the wheel and the sdist into dist/
 dist: install
