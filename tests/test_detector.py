@@ -194,9 +194,9 @@ def test_xnnpack_option_changes_the_kernels(model_name: str) -> None:
                 raws[xnnpack] = d.detect(SAMPLES / photo).raw
             runtime = d.session_info["runtime"]
             delegates[xnnpack] = d.session_info["delegate"]
-    assert "XNNPACK" not in delegates[False]
+    assert delegates[False].startswith("none")
     same = np.array_equal(raws[True], raws[False])
-    if "XNNPACK" in delegates[True]:
+    if not delegates[True].startswith("none"):  # the session claims XNNPACK ran
         assert not same, f"{runtime}: reports XNNPACK, but ran the built-in kernels"
     else:
         assert same, f"{runtime}: reports {delegates[True]!r}, but gave XNNPACK-like logits"
@@ -211,7 +211,8 @@ before = len(os.listdir("/proc/self/task"))
 opts = armvww.LiteRTOptions(threads=threads, xnnpack=xnnpack)
 with armvww.Detector(sys.argv[3], backend="LiteRT", options=opts) as d:
     d.run(np.zeros(d.input_shape, np.int8))
-    print(len(os.listdir("/proc/self/task")) - before, "XNNPACK" in d.session_info["delegate"])
+    ran_xnnpack = not d.session_info["delegate"].startswith("none")
+    print(len(os.listdir("/proc/self/task")) - before, ran_xnnpack)
 """
 
 

@@ -38,13 +38,11 @@ EXPECTED_SKIPS = {  # test name prefix -> text the skip reason must contain
     "test_armnn_backend_meets_the_contract[": "is unavailable here",
 }
 # Measured 2026-12 with tflite-runtime 2.14.0 + numpy 1.26: its wheel applies no XNNPACK
-# delegate, yet the session reports "XNNPACK" (issue 10), so every test that proves the
-# kernels by their effect catches the false report; and its preserve_all_tensors returns
-# other values than the rewritten model's outputs from layer 10 on.
+# delegate (the session now says so: issue 10), so the parity test that needs two different
+# kernel sets finds none; and its preserve_all_tensors returns other values than the
+# rewritten model's outputs from layer 10 on. (Before issue 10's fix, the option tests of
+# tests/test_detector.py caught the false "XNNPACK" report here.)
 KNOWN_DEFECTS = {
-    "test_xnnpack_option_changes_the_kernels[vww2]": "reports XNNPACK, but ran the built-in",
-    "test_xnnpack_option_changes_the_kernels[vww4]": "reports XNNPACK, but ran the built-in",
-    "test_threads_option_starts_worker_threads[True]": "{1: 0, 3: 4}",
     "test_cli_exit_codes_follow_the_contract": "XNNPACK and the built-in kernels agree exactly",
     "test_rewritten_outputs_equal_preserved_tensors": "At index",
 }
