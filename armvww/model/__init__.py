@@ -321,6 +321,12 @@ def _parse(
                 f"but its buffer holds {const_bytes}"
             )
         scales, zps = _quant(t)
+        lo, hi = _ZP_RANGE.get(dtype, (-(1 << 31), (1 << 31) - 1))
+        if any(not lo <= z <= hi for z in zps):
+            # Arm NN 23.08 aborts (SIGABRT) on zero points outside the tensor's type
+            raise ModelIntegrityError(
+                f"{where}: tensor {i} ({dtype}) has a zero point outside [{lo}, {hi}]"
+            )
         per_tensor = len(scales) == 1 and len(zps) == 1
         tensors.append(
             TensorSpec(
@@ -461,6 +467,14 @@ def _check_options(op: flatbuf.Table, name: str, where: str) -> None:
         raise ModelIntegrityError(f"{where} has an unknown fused activation")
     elif kind == 9 and not (math.isfinite(table.f32(0)) and table.f32(0) > 0):
         raise ModelIntegrityError(f"{where} has softmax beta {table.f32(0)}")
+
+
+#: The zero points a quantised tensor of each type may have (others: the int32 range).
+_ZP_RANGE: dict[str, tuple[int, int]] = {
+    "int8": (-128, 127),
+    "uint8": (0, 255),
+    "int16": (-32768, 32767),
+}
 
 
 def _check_io(inp: TensorSpec, out: TensorSpec, where: str) -> None:

@@ -685,3 +685,17 @@ def test_api_fuzz_corpus(vww2_path: Path) -> None:
     assert failures == [], report
     assert sum(counts.values()) == 150
     assert counts["valid"] >= 30 and counts["typed"] >= 30, counts
+
+
+def test_zero_points_outside_the_type_are_refused(vww2_bytes: bytes, vww4_bytes: bytes) -> None:
+    """``vww2#7:70`` and ``vww2#7:960`` (seed 7) aborted CpuRef 23.08 (SIGABRT): an int8
+    tensor's zero point flipped to 2**60 / 2**30. Refused by validation now."""
+    models = [("vww2", vww2_bytes), ("vww4", vww4_bytes)]
+    want = {"vww2#7:70", "vww2#7:960"}
+    found = 0
+    for c, d in fuzzlib.model_cases(models, 961, seed=7):
+        if c.split(" ")[0] in want:
+            with pytest.raises(ModelIntegrityError, match="zero point outside"):
+                armvww.parse_model(d)
+            found += 1
+    assert found == 2
