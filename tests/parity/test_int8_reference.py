@@ -5,6 +5,8 @@ LiteRT and Arm NN drifting together would be caught."""
 
 from __future__ import annotations
 
+import platform
+
 import numpy as np
 import pytest
 
@@ -72,6 +74,13 @@ def test_litert_first_layers_equal_the_int8_reference(vww2_bytes: bytes, samples
         f"chained (ruy rounding) max |d| {chained}; layer by layer (RoundingDivideByPOT) "
         f"{layerwise}"
     )
+    if platform.machine() in ("aarch64", "arm64"):
+        # LiteRT's aarch64 kernels round their fixed-point steps by NEON's rules (sqrdmulh,
+        # srshl), not ruy's x86 rule: measured in the arm64 lane, each layer stays within
+        # 1 LSB of the reference from LiteRT's own input, and chaining 8 layers adds up to
+        # 18 LSB, so only the layer-by-layer bound is a claim there.
+        assert max(layerwise) <= 1, layerwise
+        return
     assert chained == [0] * N_LAYERS
     assert layerwise[:3] == [0, 0, 0] and max(layerwise) <= 1
 
