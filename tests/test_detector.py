@@ -175,15 +175,20 @@ KERNEL_WITNESSES = {
 
 
 @pytest.mark.parametrize("model_name", ["vww2", "vww4"])
-def test_xnnpack_option_changes_the_kernels(model_name: str) -> None:
+def test_xnnpack_option_changes_the_kernels(
+    model_name: str, request: pytest.FixtureRequest
+) -> None:
     """``xnnpack`` is proven by its effect, and the session reports what really ran: with
     XNNPACK reported, a known input gives other logits than the built-in kernels (exactly
     the recorded ones on the pinned ai-edge-litert); a runtime that cannot apply XNNPACK
     (tflite-runtime 2.14's wheels) must say "built-in" and then gives the same logits."""
     _need_litert()
+    request.getfixturevalue(f"{model_name}_path")  # the model is there, or a skip says why
     from .conftest import SAMPLES
 
     photo, want_xnn, want_builtin = KERNEL_WITNESSES[model_name]
+    if photo is not None:
+        request.getfixturevalue("samples")  # the photos are there, or a skip says why
     raws, delegates = {}, {}
     for xnnpack in (True, False):
         opts = armvww.LiteRTOptions(xnnpack=xnnpack)
