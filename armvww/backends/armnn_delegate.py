@@ -64,7 +64,7 @@ import numpy as np
 
 from ..errors import BackendError, BackendUnavailableError, OptionError
 from ..model import Model
-from .armnn_options import ARMNN_BACKENDS, ArmNNOptions, probe_timeout
+from .armnn_options import ARMNN_BACKENDS, ArmNNOptions, probe_timeout, publish_cached_network
 from .base import Session, emulation_info
 from .litert import _probe as litert_probe
 
@@ -765,7 +765,9 @@ class DelegateSession(Session):
             "reused an idle one (same model and options)" if reused else "new"
         )
         if cache_tmp is not None and opts.gpu_cached_network:
-            self._publish_cache(cache_tmp, Path(opts.gpu_cached_network).expanduser().resolve())
+            publish_cached_network(
+                self.info, cache_tmp, Path(opts.gpu_cached_network).expanduser().resolve()
+            )
         self._pooled: _Pooled | None = pooled
         it = pooled.interp
         self._report_placement(pooled, prefs)
@@ -802,23 +804,6 @@ class DelegateSession(Session):
                     ", ".join(sorted(set(counts) - {prefs[0]})),
                     prefs[0],
                 )
-
-    def _publish_cache(self, tmp: Path, dest: Path) -> None:
-        try:
-            if tmp.is_file() and tmp.stat().st_size > 0:
-                with open(tmp, "rb") as f:
-                    os.fsync(f.fileno())
-                os.replace(tmp, dest)
-                self.info["cached_network"] = f"wrote {dest} ({dest.stat().st_size} bytes)"
-            else:
-                self.info["cached_network"] = "Arm NN wrote no cache file"
-                log.warning("GpuAcc did not write a cached network to %s", tmp)
-        except OSError as exc:
-            log.warning("could not save the cached network %s: %s", dest, exc)
-            self.info["cached_network"] = f"not saved: {exc}"
-        finally:
-            with contextlib.suppress(OSError):
-                tmp.unlink()
 
     @property
     def interpreter(self) -> Any:

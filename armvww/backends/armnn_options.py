@@ -4,6 +4,8 @@
 
 from __future__ import annotations
 
+import contextlib
+import logging
 import math
 import os
 import platform
@@ -11,10 +13,13 @@ import re
 import sys
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from .. import files
 from ..errors import OptionError
 from .base import BackendOptions
+
+log = logging.getLogger(__name__)
 
 #: Seconds an Arm NN probe child may take (importing pyarmnn and loading three tiny networks,
 #: or loading the delegate). Under qemu, or with PoCL compiling OpenCL kernels cold, it can
@@ -218,3 +223,24 @@ def install_hint(backend: str) -> str:
             f"`apt-get install --no-install-recommends python3-pyarmnn {cpuref_package()}`"
         )
     return "; ".join(parts)
+
+
+def publish_cached_network(info: dict[str, Any], tmp: Path, dest: Path) -> None:
+    """Move the cached-network file Arm NN has just written (``tmp``) to ``dest`` atomically,
+    recording the outcome in ``info["cached_network"]``; both routes use it. Never raises:
+    an OS error keeps the old file and is logged and recorded."""
+    try:
+        if tmp.is_file() and tmp.stat().st_size > 0:
+            with open(tmp, "rb") as f:
+                os.fsync(f.fileno())
+            os.replace(tmp, dest)
+            info["cached_network"] = f"wrote {dest} ({dest.stat().st_size} bytes)"
+        else:
+            info["cached_network"] = "Arm NN wrote no cache file"
+            log.warning("GpuAcc did not write a cached network to %s", tmp)
+    except OSError as exc:
+        log.warning("could not save the cached network %s: %s (old file kept)", dest, exc)
+        info["cached_network"] = f"not saved: {exc}"
+    finally:
+        with contextlib.suppress(OSError):
+            tmp.unlink()

@@ -43,7 +43,7 @@ import numpy as np
 
 from ..errors import BackendError, BackendUnavailableError, OptionError
 from ..model import Model
-from .armnn_options import ArmNNOptions, probe_timeout
+from .armnn_options import ArmNNOptions, probe_timeout, publish_cached_network
 from .base import Session, emulation_info
 
 log = logging.getLogger(__name__)
@@ -332,7 +332,7 @@ class ArmNNSession(Session):
         if msg:
             self.info["load_message"] = msg
         if cache_tmp is not None and opts.gpu_cached_network:
-            self._publish_cache(cache_tmp, Path(opts.gpu_cached_network))
+            publish_cached_network(self.info, cache_tmp, Path(opts.gpu_cached_network))
         if opts.profiling and feats["profiling"]:
             self._profiler = rt.GetProfiler(self._net_id)
             self._profiler.EnableProfiling(True)
@@ -391,24 +391,6 @@ class ArmNNSession(Session):
         if gpu and "GpuAcc" in prefs:
             result.append(_backend_options(ann, "GpuAcc", gpu))
         return result, cache_tmp
-
-    def _publish_cache(self, tmp: Path, dest: Path) -> None:
-        """Move Arm NN's freshly written cache file into place atomically."""
-        try:
-            if tmp.is_file() and tmp.stat().st_size > 0:
-                with open(tmp, "rb") as f:
-                    os.fsync(f.fileno())
-                os.replace(tmp, dest)
-                self.info["cached_network"] = f"wrote {dest} ({dest.stat().st_size} bytes)"
-            else:
-                self.info["cached_network"] = "Arm NN wrote no cache file"
-                log.warning("GpuAcc did not write a cached network to %s", tmp)
-        except OSError as exc:
-            log.warning("could not save the cached network %s: %s (old file kept)", dest, exc)
-            self.info["cached_network"] = f"not saved: {exc}"
-        finally:
-            with contextlib.suppress(OSError):
-                tmp.unlink()
 
     def _report_placement(self, opt: Any, prefs: Sequence[str], feats: dict[str, bool]) -> None:
         if not feats["serialize_to_dot"]:
