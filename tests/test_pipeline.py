@@ -6,6 +6,7 @@ process), never the pipeline itself. No timing is asserted here (see benchmarks/
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import subprocess
@@ -237,3 +238,32 @@ def test_detect_many_on_the_pipeline_equals_detect(workers: str, vww2_path: Path
     for r, w in zip(got[: len(photos)] + got[len(photos) + 1 :], want + want, strict=True):
         assert r.ok and r.source == w.source and r.raw.tolist() == w.raw.tolist()
     assert isinstance(got[len(photos)].error, ImageDecodeError)
+
+
+@pytest.mark.litert
+@pytest.mark.parametrize("command", ["eval", "parity"])
+def test_eval_and_parity_take_the_workers_choice(command: str, samples, tmp_path: Path) -> None:
+    """``armvww eval|parity --workers K`` decodes with plan K (its debug line says so) and
+    gives the report of the sequential run, figure for figure."""
+    folder = samples[0][0].parent.parent
+    csv_file = tmp_path / "labelled.csv"
+    csv_file.write_text(
+        "path,label\n" + "".join(f"{p},{'person' if y else 'no_person'}\n" for p, y in samples)
+    )
+    reports = {}
+    for kind in ("none", "process"):
+        if command == "eval":
+            args = ["eval", str(csv_file), "-b", "LiteRT", "--json"]
+        else:
+            args = ["parity", "-b", "LiteRT:xnnpack=false", "--images", str(folder), "--json"]
+        p = subprocess.run(
+            [sys.executable, "-m", "armvww", "-vv", *args, "--workers", kind],
+            capture_output=True,
+            text=True,
+        )
+        assert p.returncode == 0, p.stderr
+        plan_lines = [line for line in p.stderr.splitlines() if "pipeline: " in line]
+        assert plan_lines, p.stderr
+        assert ("process workers" in plan_lines[0]) == (kind == "process"), plan_lines
+        reports[kind] = json.loads(p.stdout)  # no timings in these reports
+    assert reports["none"] == reports["process"]

@@ -27,7 +27,7 @@ from tqdm import tqdm
 from ..detector import Detector
 from ..errors import ArmvwwError, BackendUnavailableError, OptionError
 from ..model import Model
-from ..pipeline import prepared
+from ..pipeline import PlanSpec, prepared
 from . import parity
 from .common import BackendEntry, advance, entry_options, progress_or_silent
 
@@ -55,10 +55,16 @@ def check_candidate(model: Model, candidate: Model) -> None:
 
 
 def parity_inputs(
-    model: Model, n_generated: int, seed: int, paths: Sequence[str], reference: BackendEntry
+    model: Model,
+    n_generated: int,
+    seed: int,
+    paths: Sequence[str],
+    reference: BackendEntry,
+    workers: PlanSpec = "auto",
 ) -> list[np.ndarray]:
     """``n_generated`` seeded inputs, then the images at ``paths`` quantised by the shared
-    preprocessing (through the reference's Detector).
+    preprocessing (through the reference's Detector; decoded by the pipeline, ``workers`` as
+    in :meth:`armvww.Detector.iter_detect`).
 
     Raises:
         OptionError: no inputs at all.
@@ -68,7 +74,7 @@ def parity_inputs(
     qs = parity.generated_inputs(model, n_generated, seed) if n_generated else []
     if paths:
         with Detector(model, backend=reference.name, options=entry_options(reference)) as det:
-            for _, out in prepared(det.quantize_stage, paths):  # pipelined, in order
+            for _, out in prepared(det.quantize_stage, paths, workers):  # pipelined, in order
                 if isinstance(out, ArmvwwError):
                     raise out
                 qs.append(out)

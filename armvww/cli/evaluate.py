@@ -14,7 +14,7 @@ from ..analysis.evaluate import evaluate, to_text
 from ..errors import BackendUnavailableError
 from ..labels import read_labelled
 from ..model.store import load_model
-from .common import add_model_arg, add_progress_arg, progress_bar
+from .common import add_model_arg, add_progress_arg, add_workers_arg, progress_bar
 
 log = logging.getLogger(__name__)
 
@@ -27,7 +27,7 @@ def cmd_eval(args: argparse.Namespace) -> int:
     # no reference here: 'all' is every available backend, LiteRT included
     entries, explicit = expand_backends(args.backend or ["all"], BackendEntry("-"))
     with progress_bar(args, machine_readable=args.json) as bar:
-        report = evaluate(items, entries, model, args.threshold, bar)
+        report = evaluate(items, entries, model, args.threshold, bar, args.workers)
     if args.json:
         sys.stdout.write(json.dumps(report) + "\n")
     else:
@@ -67,4 +67,5 @@ def add_subcommand(subparsers: Any) -> None:
     )
     p.add_argument("--json", action="store_true", help="one JSON document")
     add_progress_arg(p)
+    add_workers_arg(p)
     p.set_defaults(func=cmd_eval)

@@ -27,7 +27,7 @@ from ..analysis.parity_report import (
 )
 from ..errors import BackendUnavailableError
 from ..model.store import load_model
-from .common import add_model_arg, add_progress_arg, progress_bar
+from .common import add_model_arg, add_progress_arg, add_workers_arg, progress_bar
 
 log = logging.getLogger(__name__)
 
@@ -50,7 +50,7 @@ def cmd_parity(args: argparse.Namespace) -> int:
     entries, explicit = expand_backends(args.backends or [], reference)
     paths = [str(p) for item in args.images for p in images.iter_image_paths(item)]
     n_gen = args.inputs if args.inputs is not None else (0 if paths else 200)
-    qs = parity_inputs(model, n_gen, args.seed, paths, reference)
+    qs = parity_inputs(model, n_gen, args.seed, paths, reference, args.workers)
     with progress_bar(args, machine_readable=args.json) as bar:
         report = run_parity(
             model,
@@ -140,4 +140,5 @@ def add_subcommand(subparsers: Any) -> None:
     )
     p.add_argument("--json", action="store_true", help="one JSON document")
     add_progress_arg(p)
+    add_workers_arg(p)
     p.set_defaults(func=cmd_parity)
