@@ -6,9 +6,12 @@
 For each input set: the single-thread stage costs (inference = ``Detector.run`` on the
 prepared tensors; preparation = ``Preparer`` = read, decode, EXIF, resize, crop, grey,
 quantise), the CPU bound ``cores / (inference + preparation)`` items/s, sequential
-``detect_many(workers="none")`` and the pipelined ``detect_many`` side by side, interleaved
-round by round. Pipelined rates are steady state: from the first result to the last (worker
-start-up, 0.5-4 s here depending on the load, is reported apart). Writes
+``detect_many(workers="none")`` and the pipelined ``detect_many`` (``workers="auto"``, what
+users get, judged by the targets; other plans beside it) side by side: every round measures
+the stage costs and then every run, and each ratio is the median of the per-round ratios, so
+a change of load moves the bound with the runs. The machine's own ceiling (two preparation
+streams at once) is measured too. Pipelined rates are steady state: from the first result
+to the last (worker start-up, 0.5-4 s here depending on the load, is reported apart). Writes
 ``benchmarks/results-pipeline-<machine>.md``.
 """
 
@@ -136,42 +139,90 @@ def compare(
     rounds: int,
     frames: bool,
 ) -> None:
+    """Each round measures the stage costs (so the bound) and then every run, so a change of
+    load between rounds moves bound and runs together; the ratios are per-round medians."""
     cores = machine.usable_cores()
     distinct = list({id(x): x for x in items}.values())  # each input once, all sizes
-    i, p = stage_costs(det, distinct, rounds)
-    bound = cores / (i + p)
-    infer_rate = 1 / i
-    goal_rate = infer_rate if (frames and p < i) else bound
-    goal_name = "inference-only rate" if (frames and p < i) else "CPU bound"
-    rates: dict[str, list[float]] = {"sequential": []} | {k: [] for k in plans}
+    names = ["sequential", *plans]
+    rates: dict[str, list[float]] = {k: [] for k in names}
+    ratios: dict[str, list[float]] = {k: [] for k in names}
     starts: dict[str, list[float]] = {k: [] for k in plans}
+    costs: list[tuple[float, float]] = []
+    goal_name = "CPU bound"
     for _ in range(rounds):
+        i, p = stage_costs(det, distinct, 1)
+        costs.append((i, p))
+        bound = cores / (i + p)
+        inference_only = frames and p < i
+        goal_name = "inference-only rate" if inference_only else "CPU bound"
+        goal_rate = 1 / i if inference_only else bound
         total, _, _ = timed(det, items, "none")
         rates["sequential"].append(len(items) / total)
         for k, plan in plans.items():
             _, steady, start = timed(det, items, plan)
             rates[k].append(steady)
             starts[k].append(start)
+        for k in names:
+            ratios[k].append(rates[k][-1] / goal_rate)
+    i = statistics.median(c[0] for c in costs)
+    p = statistics.median(c[1] for c in costs)
+    bound = cores / (i + p)
     med = {k: statistics.median(v) for k, v in rates.items()}
+    mr = {k: statistics.median(v) for k, v in ratios.items()}
     rep.add(
         "",
         f"### {title}",
-        f"{len(items)} items per run, {rounds} interleaved rounds, {cores} cores; stage costs "
-        f"(single thread, median): inference {i * 1e6:.0f} µs, preparation {p * 1e6:.0f} µs "
-        f"per item -> CPU bound {cores} / ({i * 1e6:.0f} + {p * 1e6:.0f} µs) = {bound:.0f}/s; "
-        f"inference-only rate {infer_rate:.0f}/s; goal: 0.9 x the {goal_name} ({goal_rate:.0f}/s)",
+        f"{len(items)} items per run, {rounds} rounds (each: stage costs, then every run), "
+        f"{cores} cores; stage costs (single thread, median of the rounds): inference "
+        f"{i * 1e6:.0f} µs, preparation {p * 1e6:.0f} µs per item -> CPU bound {cores} / "
+        f"({i * 1e6:.0f} + {p * 1e6:.0f} µs) = {bound:.0f}/s; inference-only rate {1 / i:.0f}/s; "
+        f"goal: 0.9 x the {goal_name} (ratios: median over rounds of run / that round's goal)",
         "",
-        "| run | items/s (median) | x bound | x inference-only | x sequential | start-up s |",
-        "|---|---|---|---|---|---|",
+        f"| run | items/s (median) | x {goal_name} (median) | x sequential | start-up s |",
+        "|---|---|---|---|---|",
     )
-    for k, v in med.items():
+    for k in names:
         st = f"{statistics.median(starts[k]):.2f}" if k in starts else "-"
-        rep.add(
-            f"| {k} | {v:.0f} | {v / bound:.3f} | {v / infer_rate:.3f} | "
-            f"{v / med['sequential']:.3f} | {st} |"
-        )
-    best = max(med[k] for k in plans)
-    rep.target(f"{title}: pipelined / {goal_name}", best / goal_rate, 0.9, True)
+        rep.add(f"| {k} | {med[k]:.0f} | {mr[k]:.3f} | {med[k] / med['sequential']:.3f} | {st} |")
+    rep.target(f"{title}: pipelined (auto) / {goal_name}", mr["auto"], 0.9, True)
+
+
+TWO_STREAMS_CHILD = """
+import json, sys, time
+sys.path.insert(0, sys.argv[1])
+from armvww import Detector
+paths = json.loads(sys.argv[2])
+det = Detector("vww2", backend="LiteRT")
+for x in paths[:13]:
+    det.quantize(x)
+t0 = time.perf_counter()
+for x in paths:
+    det.quantize(x)
+print((time.perf_counter() - t0) / len(paths))
+"""
+
+
+def two_streams(rep: Report, paths: list[str]) -> None:
+    """The machine's own ceiling: the preparation stage alone, once in one process, then in
+    two processes at once (one per core). Their per-item costs say how much of the
+    single-thread CPU bound two busy cores can reach here (shared caches, memory, clocks)."""
+    cmd = [sys.executable, "-c", TWO_STREAMS_CHILD, str(REPO), json.dumps(paths)]
+
+    def cost(out: str) -> float:
+        return float(out.strip().splitlines()[-1])
+
+    alone = cost(subprocess.run(cmd, capture_output=True, text=True, check=True).stdout)
+    pair = [subprocess.Popen(cmd, stdout=subprocess.PIPE, text=True) for _ in range(2)]
+    both = [cost(pr.communicate()[0]) for pr in pair]
+    ceiling = 2 * alone / sum(both)
+    rep.add(
+        "",
+        "### The machine's ceiling: two preparation streams at once",
+        f"{len(paths)} photos prepared in one process: {alone * 1e6:.0f} µs per item; in two "
+        f"processes at once: {both[0] * 1e6:.0f} and {both[1] * 1e6:.0f} µs per item. Two busy "
+        f"cores reach {ceiling:.3f} of twice the single-thread rate, so that is about the most "
+        "any pipeline reaches of the CPU bound on this machine.",
+    )
 
 
 ONE_CORE_CHILD = """
@@ -273,41 +324,32 @@ def main() -> int:
     rep = Report()
     det = Detector("vww2", backend="LiteRT")
     cores = machine.usable_cores()
-    procs = Plan.of("process", cores, 4, reason="benchmark")
-    thread = Plan.of("thread", 1, 1, reason="benchmark")
+    # "auto" is what users get and what the targets judge; the others are there to show
+    # whether another plan would do better here (then "auto" should pick it).
+    files_plans: dict[str, PlanSpec] = {
+        "auto": "auto",
+        f"process x{cores}, chunk 16": Plan("process", cores, 16, 16 * 8 * cores, "bench"),
+        f"thread x{cores}, chunk 4": Plan("thread", cores, 4, 8 * cores, "bench"),
+    }
+    frame_plans: dict[str, PlanSpec] = {
+        "auto": "auto",
+        "thread x1": Plan("thread", 1, 1, 2, "bench"),
+        f"thread x{cores}, chunk 4": Plan("thread", cores, 4, 8 * cores, "bench"),
+        f"process x{cores}, chunk 8": Plan("process", cores, 8, 8 * 4 * cores, "bench"),
+    }
     photos = sample_paths()
-    compare(
-        rep,
-        det,
-        "the 13 shared photos (x 20)",
-        photos * 20,
-        {"process x2": procs, "thread x1": thread},
-        rounds,
-        False,
-    )
+    # >= 1000 files per run: the regime where "auto" starts worker processes
+    compare(rep, det, "the 13 shared photos (x 80)", photos * 80, files_plans, rounds, False)
     with tempfile.TemporaryDirectory() as tmp:
         gen = make_photos(Path(tmp))
-        compare(
-            rep,
-            det,
-            f"{len(gen)} generated PNG+JPEG, 96x96 to 1920x1080 (x 2)",
-            gen * 2,
-            {"process x2": procs, "thread x1": thread},
-            rounds,
-            False,
-        )
+        title = f"{len(gen)} generated PNG+JPEG, 96x96 to 1920x1080 (x 50)"
+        compare(rep, det, title, gen * 50, files_plans, rounds, False)
     rng = np.random.default_rng(3)
     for w, h in ((96, 96), (640, 480)):
         fr = [rng.integers(0, 256, (h, w, 3), dtype=np.uint8) for _ in range(8)]
-        compare(
-            rep,
-            det,
-            f"frames {w}x{h} uint8 RGB arrays (8 x 60)",
-            fr * 60,
-            {"thread x1": thread, "process x2": procs},
-            rounds,
-            True,
-        )
+        title = f"frames {w}x{h} uint8 RGB arrays (8 x 60)"
+        compare(rep, det, title, fr * 60, frame_plans, rounds, True)
+    two_streams(rep, photos * 40)
     one_core(rep, photos * 10, rounds * 2)
     if args.million_json:
         m = json.loads(Path(args.million_json).read_text())
