@@ -179,8 +179,9 @@ def choose_plan(
     * files or bytes (decoding in Python-held Pillow code costs 2-4x the inference): worker
       processes, one per core, chunks of 16 (the per-task cost: chunks of 4 reached 0.55 of
       the CPU bound, chunks of 16 0.76, on 2,600 photo files at load 0.5-1); fewer than
-      :data:`MIN_ITEMS_FOR_PROCESSES` known items: one thread (starting two worker interpreters costs 0.5-4 s here, depending on
-      the load, against about 0.3 ms saved per item);
+      :data:`MIN_ITEMS_FOR_PROCESSES` known items: one thread (starting two worker
+      interpreters costs 0.5-4 s here, depending on the load, against about 0.3 ms saved
+      per item);
     * arrays (frames): one preparing thread, items one at a time: pickling a frame to a
       process costs about what preparing it does; but when the inference holds the GIL
       (PyArmNN's ``EnqueueWorkload``, the Arm NN parser route), a thread cannot overlap it,
