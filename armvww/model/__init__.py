@@ -249,11 +249,57 @@ def _verify_known(
     return None
 
 
-def _quant(t: flatbuf.Table) -> tuple[tuple[float, ...], tuple[int, ...]]:
+def _quant(t: flatbuf.Table) -> tuple[tuple[float, ...], tuple[int, ...], int]:
+    """(scales, zero points, quantized_dimension) of tensor table ``t``."""
     q = t.table(4)
     if q is None:
-        return (), ()
-    return tuple(q.f32_vector(2)), tuple(q.i64_vector(3))
+        return (), (), 0
+    return tuple(q.f32_vector(2)), tuple(q.i64_vector(3)), q.i32(6)
+
+
+def _check_quant(
+    i: int,
+    shape: tuple[int, ...],
+    scales: tuple[float, ...],
+    zps: tuple[int, ...],
+    qdim: int,
+    constant: bool,
+    where: str,
+) -> None:
+    """Refuse quantisation parameters TFLite's own rules forbid and Arm NN 23.08 aborts on
+    (issue 14, the tree's model fuzz): negative, zero or non-finite scales (vww2#7:2666,
+    #7:2822: SIGABRT in ``armnn::Quantize``), a scale count that is not the zero-point count,
+    several scales on a tensor that is not constant (vww2#7:1618: SIGABRT, "multiple
+    quantization scales"), a ``quantized_dimension`` outside the tensor's rank or a scale
+    count that is not that dimension's size (vww4#7:4331, #7:7981: SIGABRT in
+    ``GetNumElementsAfter``).
+
+    Raises:
+        ModelIntegrityError: any of those.
+    """
+    if not scales and not zps:
+        return
+    what = f"{where}: tensor {i} {shape}"
+    if len(scales) != len(zps):
+        raise ModelIntegrityError(
+            f"{what} has {len(scales)} quantisation scales but {len(zps)} zero points"
+        )
+    bad = [s for s in scales if not (math.isfinite(s) and s > 0)]
+    if bad:
+        raise ModelIntegrityError(
+            f"{what} has a quantisation scale of {bad[0]}; scales must be finite and > 0"
+        )
+    if len(scales) > 1:
+        if not constant:
+            raise ModelIntegrityError(
+                f"{what} is not constant but has {len(scales)} (per-channel) quantisation "
+                "scales; only constant weights and biases may be quantised per channel"
+            )
+        if not 0 <= qdim < len(shape) or shape[qdim] != len(scales):
+            raise ModelIntegrityError(
+                f"{what} has {len(scales)} quantisation scales along dimension {qdim}; "
+                "per-channel scales need one per element of a dimension of the tensor"
+            )
 
 
 def _parse(
@@ -320,7 +366,8 @@ def _parse(
                 f"{where}: constant tensor {i} {shape} {dtype} needs {n_el * itemsize} bytes "
                 f"but its buffer holds {const_bytes}"
             )
-        scales, zps = _quant(t)
+        scales, zps, qdim = _quant(t)
+        _check_quant(i, shape, scales, zps, qdim, bool(const_bytes), where)
         lo, hi = _ZP_RANGE.get(dtype, (-(1 << 31), (1 << 31) - 1))
         if any(not lo <= z <= hi for z in zps):
             # Arm NN 23.08 aborts (SIGABRT) on zero points outside the tensor's type
@@ -357,14 +404,14 @@ def _parse(
         if oi >= len(codes):
             raise ModelIntegrityError(f"{where}: operator {j} uses opcode {oi} of {len(codes)}")
         _check_options(op, codes[oi], f"{where}: operator {j} ({codes[oi]})")
-        operators.append(
-            OperatorSpec(
-                index=j,
-                op=codes[oi],
-                inputs=check_indices(op.i32_vector(1), f"operator {j} input", True),
-                outputs=check_indices(op.i32_vector(2), f"operator {j} output", False),
-            )
+        spec = OperatorSpec(
+            index=j,
+            op=codes[oi],
+            inputs=check_indices(op.i32_vector(1), f"operator {j} input", True),
+            outputs=check_indices(op.i32_vector(2), f"operator {j} output", False),
         )
+        _check_arity(spec, f"{where}: operator {j} ({codes[oi]})")
+        operators.append(spec)
     if not operators:
         raise UnsupportedModelError(f"{where} has no operators")
     if len(inputs) != 1 or len(outputs) != 1:
@@ -467,6 +514,58 @@ def _check_options(op: flatbuf.Table, name: str, where: str) -> None:
         raise ModelIntegrityError(f"{where} has an unknown fused activation")
     elif kind == 9 and not (math.isfinite(table.f32(0)) and table.f32(0) > 0):
         raise ModelIntegrityError(f"{where} has softmax beta {table.f32(0)}")
+
+
+#: (fewest inputs, most inputs, inputs that must be present) of operators whose native
+#: parsers index their inputs without checking (TFLite's kernels check the same counts).
+#: Every one of them has exactly one output. The optional ones may be -1 (absent).
+_ARITY: dict[str, tuple[int, int, int]] = {
+    "CONV_2D": (2, 3, 2),
+    "DEPTHWISE_CONV_2D": (2, 3, 2),
+    "FULLY_CONNECTED": (2, 3, 2),
+    "ADD": (2, 2, 2),
+    "SUB": (2, 2, 2),
+    "MUL": (2, 2, 2),
+    "DIV": (2, 2, 2),
+    "PAD": (2, 2, 2),
+    "PADV2": (2, 3, 2),
+    "AVERAGE_POOL_2D": (1, 1, 1),
+    "MAX_POOL_2D": (1, 1, 1),
+    "L2_POOL_2D": (1, 1, 1),
+    "SOFTMAX": (1, 1, 1),
+    "LOGISTIC": (1, 1, 1),
+    "RELU": (1, 1, 1),
+    "RELU6": (1, 1, 1),
+    "QUANTIZE": (1, 1, 1),
+    "DEQUANTIZE": (1, 1, 1),
+    "RESHAPE": (1, 2, 1),
+    "SQUEEZE": (1, 1, 1),
+    "MEAN": (2, 2, 2),
+    "TRANSPOSE": (2, 2, 2),
+    "STRIDED_SLICE": (4, 4, 4),
+}
+
+
+def _check_arity(op: OperatorSpec, where: str) -> None:
+    """Refuse an operator of :data:`_ARITY` with the wrong number of inputs or outputs, or a
+    required input marked absent (-1) (vww2#7:4888, a CONV_2D left with one input, crashed
+    Arm NN 23.08 CpuRef with SIGSEGV in the tree's model fuzz).
+
+    Raises:
+        ModelIntegrityError: the counts do not fit the operator.
+    """
+    arity = _ARITY.get(op.op)
+    if arity is None:
+        return
+    lo, hi, required = arity
+    if not lo <= len(op.inputs) <= hi or len(op.outputs) != 1:
+        want = f"{lo}" if lo == hi else f"{lo} to {hi}"
+        raise ModelIntegrityError(
+            f"{where} has {len(op.inputs)} inputs and {len(op.outputs)} outputs; a {op.op} "
+            f"takes {want} inputs and 1 output"
+        )
+    if any(k < 0 for k in op.inputs[:required]):
+        raise ModelIntegrityError(f"{where} lacks a required input (-1 among the first {required})")
 
 
 #: The zero points a quantised tensor of each type may have (others: the int32 range).

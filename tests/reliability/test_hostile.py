@@ -699,3 +699,100 @@ def test_zero_points_outside_the_type_are_refused(vww2_bytes: bytes, vww4_bytes:
                 armvww.parse_model(d)
             found += 1
     assert found == 2
+
+
+# -- 14: quantisation parameters and operator arities Arm NN aborts on ------------------------
+#: The six seed-7 cases of the 10,000-case model fuzz in the trixie amd64 tree that passed
+#: validation and killed Arm NN 23.08 CpuRef (SIGABRT, one SIGSEGV), and what refuses each.
+TREE_FUZZ_CRASHES = {
+    "vww2#7:1618": "257 quantisation scales but 1 zero points",
+    "vww2#7:2666": "quantisation scale of -2.57",
+    "vww2#7:2822": "quantisation scale of -9",
+    "vww4#7:4331": "along dimension 3562370",
+    "vww2#7:4888": r"operator 26 \(CONV_2D\) has 1 inputs",
+    "vww4#7:7981": "along dimension 974668598",
+}
+
+
+def test_the_tree_fuzz_crashes_are_refused(vww2_bytes: bytes, vww4_bytes: bytes) -> None:
+    models = [("vww2", vww2_bytes), ("vww4", vww4_bytes)]
+    found = 0
+    for c, d in fuzzlib.model_cases(models, 7982, seed=7):
+        want = TREE_FUZZ_CRASHES.get(c.split(" ")[0])
+        if want is not None:
+            with pytest.raises(ModelIntegrityError, match=want):
+                armvww.parse_model(d)
+            found += 1
+    assert found == len(TREE_FUZZ_CRASHES)
+
+
+def _patched(data: bytes, site: fuzzlib.Site, raw: bytes) -> bytes:
+    buf = bytearray(data)
+    buf[site.pos : site.pos + site.size] = raw
+    return bytes(buf)
+
+
+def test_scales_must_be_finite_and_positive(vww2_bytes: bytes) -> None:
+    sites = [s for s in fuzzlib.model_sites(vww2_bytes) if s.kind == "f32" and ".scale[" in s.what]
+    assert len(sites) > 1000
+    for site in sites[::97]:
+        for value in (0.0, -0.5, math.inf, math.nan, -math.inf):
+            bad = _patched(vww2_bytes, site, np.float32(value).tobytes())
+            with pytest.raises(ModelIntegrityError, match="scales must be finite and > 0"):
+                armvww.parse_model(bad)
+
+
+def test_per_channel_scales_must_fit_their_dimension(vww4_bytes: bytes) -> None:
+    sites = fuzzlib.model_sites(vww4_bytes)
+    qdims = [s for s in sites if s.what.endswith(".quantized_dimension")]
+    assert qdims, "vww4 stores quantized_dimension for its depthwise weights"
+    for site in qdims:
+        for value in (-1, 2, 4, 1 << 30):  # a dimension of another size, or none at all
+            bad = _patched(vww4_bytes, site, value.to_bytes(4, "little", signed=True))
+            with pytest.raises(ModelIntegrityError, match="per-channel scales need one per"):
+                armvww.parse_model(bad)
+
+
+def test_per_channel_scales_only_on_constants(vww2_bytes: bytes) -> None:
+    """A per-channel weight tensor pointed at the empty buffer 0 is an activation with
+    several scales (Arm NN asserts a single scale on activations)."""
+    m = armvww.parse_model(vww2_bytes)
+    per_channel = {f"tensor{t.index}" for t in m.tensors if len(t.scales) > 1}
+    sites = [
+        s
+        for s in fuzzlib.model_sites(vww2_bytes)
+        if s.what.endswith(".buffer") and s.what.split(".")[0] in per_channel
+    ]
+    assert len(sites) > 50
+    for site in sites[::9]:
+        with pytest.raises(ModelIntegrityError, match="is not constant but has"):
+            armvww.parse_model(_patched(vww2_bytes, site, (0).to_bytes(4, "little")))
+
+
+def test_scale_and_zero_point_counts_must_agree(vww2_bytes: bytes) -> None:
+    sites = [s for s in fuzzlib.model_sites(vww2_bytes) if s.what.endswith(".zero_point.len")]
+    assert len(sites) > 100
+    for site in sites[::11]:
+        n = int.from_bytes(vww2_bytes[site.pos : site.pos + 4], "little")
+        bad = _patched(vww2_bytes, site, (n - 1).to_bytes(4, "little"))
+        with pytest.raises(ModelIntegrityError, match="quantisation scales but"):
+            armvww.parse_model(bad)
+
+
+def test_operator_input_counts_are_checked(vww2_bytes: bytes) -> None:
+    m = armvww.parse_model(vww2_bytes)
+    sites = {s.what: s for s in fuzzlib.model_sites(vww2_bytes)}
+    tried = 0
+    for op in m.operators:
+        site = sites[f"op{op.index}.inputs.len"]
+        fewest = {"CONV_2D": 2, "DEPTHWISE_CONV_2D": 2, "ADD": 2, "PAD": 2}.get(op.op, 1)
+        for n in sorted({0, fewest - 1}):  # fewer inputs than the operator needs
+            bad = _patched(vww2_bytes, site, n.to_bytes(4, "little"))
+            with pytest.raises(ModelIntegrityError, match=f"a {op.op} takes"):
+                armvww.parse_model(bad)
+            tried += 1
+    assert tried > 60
+    # a required input marked absent
+    first = sites["op0.inputs[1]"]
+    with pytest.raises(ModelIntegrityError, match="lacks a required input"):
+        armvww.parse_model(_patched(vww2_bytes, first, (-1).to_bytes(4, "little", signed=True)))
