@@ -33,6 +33,12 @@ class UnsupportedModelError(ArmvwwError):
     exit_code = 13
 
 
+class ModelCrashError(UnsupportedModelError):
+    """Vetting the model in a child process crashed the runtime (a signal such as SIGSEGV or
+    SIGABRT, or a hang): loading it in this process would have killed it. The message names
+    the signal, backend, route and runtime version."""
+
+
 class ImageDecodeError(ArmvwwError):
     """An image could not be read, decoded or converted (including decompression bombs)."""
 
@@ -87,6 +93,7 @@ __all__ = [
     "FetchError",
     "ImageDecodeError",
     "InputError",
+    "ModelCrashError",
     "ModelIntegrityError",
     "ModelNotFoundError",
     "OptionError",

@@ -20,7 +20,7 @@ from typing import Any, ClassVar
 
 from ..errors import BackendUnavailableError, DefectiveRuntimeError, OptionError
 from ..model import Model
-from . import armnn_delegate
+from . import armnn_delegate, armnn_vet
 from .armnn_options import ARMNN_BACKENDS, ROUTES, ArmNNOptions, install_hint
 from .armnn_parser import ArmNNSession, import_pyarmnn, open_session, probe, runtime
 from .base import Availability, Backend, BackendOptions, Session
@@ -241,16 +241,33 @@ class _ArmNNBackend(Backend):
         prefs = [cls.name] + [
             f for f in fallbacks if f in ARMNN_BACKENDS and f != cls.name and works(f)
         ]
-        if route == "delegate":
-            return armnn_delegate.DelegateSession(
-                model,
-                prefs,
-                opts,
-                Path(av["library"]),
-                armnn_delegate.probe(Path(av["library"])),
-                defective,
+        found = armnn_delegate.probe(Path(av["library"])) if route == "delegate" else None
+        verdict = armnn_vet.vet(
+            model,
+            prefs,
+            route,
+            opts,
+            str(av["runtime"]),
+            library=str(av.get("library", "")),
+            usable=[b for b in ARMNN_BACKENDS if works(b)],
+            delegate_probe=found,
+            defective=defective,
+        )
+        session: Session
+        if found is not None:
+            session = armnn_delegate.DelegateSession(
+                model, prefs, opts, Path(av["library"]), found, defective
             )
-        return open_session(model, prefs, opts, defective)
+        else:
+            session = open_session(model, prefs, opts, defective)
+        info = getattr(session, "info", None)
+        if isinstance(info, dict):
+            info["vetting"] = (
+                verdict.describe()
+                if verdict is not None
+                else ("off" if opts.vet == "off" else f"not needed: pinned {model.name}")
+            )
+        return session
 
 
 class GpuAccBackend(_ArmNNBackend):

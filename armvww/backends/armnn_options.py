@@ -57,6 +57,9 @@ ARMNN_BACKENDS: tuple[str, ...] = ("CpuRef", "CpuAcc", "GpuAcc")
 #: The routes into Arm NN (``ArmNNOptions.route``).
 ROUTES: tuple[str, ...] = ("auto", "parser", "delegate")
 
+#: Values of ``ArmNNOptions.vet`` (:mod:`armvww.backends.armnn_vet`).
+VET_MODES: tuple[str, ...] = ("auto", "full", "off")
+
 #: Arm NN's log levels (``logging-severity``).
 LOG_SEVERITIES: tuple[str, ...] = ("trace", "debug", "info", "warning", "error", "fatal")
 
@@ -95,6 +98,11 @@ class ArmNNOptions(BackendOptions):
         pure_armnn: delegate route: fail to load rather than let LiteRT's kernels run nodes
             Arm NN cannot (``disable-tflite-runtime-fallback``). The parser route is always
             pure Arm NN.
+        vet: vetting of a model that is not one of the pinned ML-zoo models in a child
+            process before this process loads it (:mod:`armvww.backends.armnn_vet`):
+            ``"auto"`` (default; GpuAcc's load is vetted on a CPU backend), ``"full"``
+            (exactly the asked backends, GpuAcc too) or ``"off"`` (trust the model: a crash
+            in Arm NN's native code then kills this process).
 
     On the delegate route, ``gpu_tuning_level``, ``gpu_tuning_file`` and
     ``gpu_kernel_profiling`` configure Arm NN's process-wide runtime, which the first
@@ -119,8 +127,11 @@ class ArmNNOptions(BackendOptions):
     log_severity: str | None = None
     dot_file: str | None = None
     pure_armnn: bool = False
+    vet: str = "auto"
 
     def __post_init__(self) -> None:
+        if self.vet not in VET_MODES:
+            raise OptionError(f"vet must be one of {', '.join(VET_MODES)}, got {self.vet!r}")
         if self.route not in ROUTES:
             raise OptionError(f"route must be one of {', '.join(ROUTES)}, got {self.route!r}")
         if self.log_severity is not None and self.log_severity not in LOG_SEVERITIES:

@@ -375,10 +375,18 @@ def _parse(
                 f"{where}: tensor {i} ({dtype}) has a zero point outside [{lo}, {hi}]"
             )
         per_tensor = len(scales) == 1 and len(zps) == 1
+        try:
+            # strict: LiteRT's Python API decodes tensor names and raised an untyped
+            # UnicodeDecodeError on a mutated one (vww2#7:158, Arm NN delegate route)
+            tname = t.string(3, strict=True)
+        except UnicodeDecodeError as exc:
+            raise ModelIntegrityError(
+                f"{where}: tensor {i}'s name is not UTF-8 (as every FlatBuffers string must be)"
+            ) from exc
         tensors.append(
             TensorSpec(
                 index=i,
-                name=t.string(3) or f"tensor_{i}",
+                name=tname or f"tensor_{i}",
                 shape=shape,
                 dtype=dtype,
                 scale=scales[0] if per_tensor else None,

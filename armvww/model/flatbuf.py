@@ -98,13 +98,15 @@ class Table:
         t = self._indirect(index)
         return Table(self.buf, t) if t else None
 
-    def string(self, index: int) -> str | None:
+    def string(self, index: int, strict: bool = False) -> str | None:
+        """A string field (None when absent). FlatBuffers strings are UTF-8: with ``strict``
+        other bytes raise UnicodeDecodeError, else they are replaced."""
         v = self._indirect(index)
         if not v:
             return None
         n = _U32.unpack_from(self.buf, v)[0]
         _need(self.buf, v + 4, n, "string")
-        return bytes(self.buf[v + 4 : v + 4 + n]).decode("utf-8", errors="replace")
+        return bytes(self.buf[v + 4 : v + 4 + n]).decode("utf-8", "strict" if strict else "replace")
 
     def vector_info(self, index: int, elem_size: int) -> tuple[int, int]:
         """Return ``(start, length)`` of a vector field; ``(0, 0)`` when absent."""

@@ -796,3 +796,99 @@ def test_operator_input_counts_are_checked(vww2_bytes: bytes) -> None:
     first = sites["op0.inputs[1]"]
     with pytest.raises(ModelIntegrityError, match="lacks a required input"):
         armvww.parse_model(_patched(vww2_bytes, first, (-1).to_bytes(4, "little", signed=True)))
+
+
+# -- 14: the Arm NN vetting verdict cache is read like the fastest cache ----------------------
+def test_vet_option_is_checked() -> None:
+    from armvww.backends.armnn_options import ArmNNOptions
+
+    assert ArmNNOptions().vet == "auto"  # the default protects
+    with pytest.raises(OptionError, match="vet must be one of auto, full, off"):
+        ArmNNOptions(vet="no")
+
+
+def test_gpuacc_loads_are_vetted_on_a_cpu_backend_unless_full() -> None:
+    from armvww.backends.armnn_vet import plan
+
+    usable = ["CpuRef", "CpuAcc", "GpuAcc"]
+    assert plan(["CpuRef"], "auto", usable, "parser") == [[["CpuRef"], True]]
+    assert plan(["GpuAcc"], "auto", usable, "parser") == [
+        [["GpuAcc"], False],  # optimise for GpuAcc: its layer checks, no kernel compile
+        [["CpuAcc"], True],
+    ]
+    assert plan(["GpuAcc", "CpuRef"], "auto", usable, "delegate") == [[["CpuRef"], True]]
+    assert plan(["GpuAcc"], "full", usable, "parser") == [[["GpuAcc"], True]]
+    assert plan(["GpuAcc"], "auto", ["GpuAcc"], "parser") == [[["GpuAcc"], True]]
+
+
+def _verdict_key() -> dict[str, object]:
+    return {"model_sha256": "ab" * 32, "backends": ["CpuRef"], "route": "parser"}
+
+
+def _verdict_doc(**over: object) -> dict[str, object]:
+    doc: dict[str, object] = {
+        "version": 1,
+        "key": _verdict_key(),
+        "ok": False,
+        "reason": "crashed Arm NN (SIGABRT)",
+        "plan": "parser route: load+run CpuRef",
+    }
+    doc.update(over)
+    return doc
+
+
+def test_an_unsound_verdict_file_is_vetted_again(tmp_path: Path) -> None:
+    from armvww.backends import armnn_vet
+
+    good = tmp_path / "good.json"
+    good.write_text(json.dumps(_verdict_doc()))
+    v = armnn_vet._load(good, _verdict_key())
+    assert v is not None and not v.ok and v.cached == "disk" and "SIGABRT" in v.reason
+    fifo = tmp_path / "fifo.json"
+    os.mkfifo(fifo)
+    big = tmp_path / "big.json"
+    big.write_bytes(b" " * (armnn_vet.MAX_VERDICT_BYTES + 1))
+    deep = tmp_path / "deep.json"
+    deep.write_text("[" * 100_000 + "]" * 100_000)
+    cases = {
+        "fifo": fifo,
+        "device": Path("/dev/zero"),
+        "folder": tmp_path,
+        "big": big,
+        "deep": deep,
+    }
+    for name, doc in {
+        "garbage": b"\xff\xfe not json",
+        "other key": json.dumps(_verdict_doc(key={"model_sha256": "cd" * 32})).encode(),
+        "other version": json.dumps(_verdict_doc(version=99)).encode(),
+        "ok not a bool": json.dumps(_verdict_doc(ok="yes")).encode(),
+        "no reason": json.dumps(
+            {k: v for k, v in _verdict_doc().items() if k != "reason"}
+        ).encode(),
+        "a list": b"[1, 2]",
+    }.items():
+        cases[name] = tmp_path / f"{name}.json"
+        cases[name].write_bytes(doc)
+    for name, path in cases.items():  # a FIFO with no writer would hang a plain open()
+        assert armnn_vet._load(path, _verdict_key()) is None, name
+
+
+def test_tensor_names_must_be_utf8(vww2_bytes: bytes, vww4_bytes: bytes) -> None:
+    """``vww2#7:158`` and ``vww4#7:93`` (seed 7) put bytes that are not UTF-8 into a tensor
+    name; LiteRT's Python API then raised UnicodeDecodeError on the Arm NN delegate route."""
+    models = [("vww2", vww2_bytes), ("vww4", vww4_bytes)]
+    found = 0
+    for c, d in fuzzlib.model_cases(models, 159, seed=7):
+        if c.split(" ")[0] in ("vww2#7:158", "vww4#7:93"):
+            with pytest.raises(ModelIntegrityError, match="name is not UTF-8"):
+                armvww.parse_model(d)
+            found += 1
+    assert found == 2
+    m = armvww.parse_model(vww2_bytes)
+    name = m.tensors[5].name.encode()
+    at = vww2_bytes.find(len(name).to_bytes(4, "little") + name)
+    assert at > 0
+    bad = bytearray(vww2_bytes)
+    bad[at + 4] = 0xFF  # never valid in UTF-8
+    with pytest.raises(ModelIntegrityError, match="tensor 5's name is not UTF-8"):
+        armvww.parse_model(bytes(bad))
