@@ -558,10 +558,11 @@ for name in armnn.ARMNN_BACKENDS:
         try:
             s = backends.get(name).open(model, armnn.ArmNNOptions(route=route,
                                                                   allow_defective=True))
-            s.run(np.zeros(model.input.shape, np.int8))  # 23.08 aborts here on this model
-            out[f"{name}/{route}"] = "opened"
+            s.run(np.zeros(model.input.shape, np.int8))  # 23.08 CpuRef aborts here on it
+            s.close()
+            out[f"{name}/{route}"] = ["opened", av.runtime]
         except armvww.ArmvwwError as exc:
-            out[f"{name}/{route}"] = f"{type(exc).__name__}: {exc}"
+            out[f"{name}/{route}"] = [f"{type(exc).__name__}: {exc}", av.runtime]
 print("RESULT " + json.dumps(out))
 """
 
@@ -588,16 +589,17 @@ def test_a_model_that_crashes_arm_nn_is_a_typed_error(vww2_path: Path, tmp_path:
     proc = _vet_child(_VET_CHILD, tmp_path, str(vww2_path))
     assert proc.returncode == 0, f"the process died ({proc.returncode}): {proc.stderr[-2000:]}"
     line = next(ln for ln in proc.stdout.splitlines() if ln.startswith("RESULT "))
-    results: dict[str, str] = json.loads(line[len("RESULT ") :])
+    results: dict[str, list[str]] = json.loads(line[len("RESULT ") :])
     assert results, "no Arm NN backend and route was available"
-    for pair, outcome in results.items():
+    for pair, (outcome, runtime) in results.items():
         name, route = pair.split("/")
-        assert outcome != "opened", f"{pair}: a model that crashes Arm NN was opened"
-        if "33.0.0" in outcome:  # 23.08 aborts on it (20.08 may refuse it otherwise)
+        if name == "CpuRef" and "33.0.0" in runtime:  # 23.08 CpuRef aborts on it
             assert outcome.startswith("ModelCrashError"), f"{pair}: {outcome}"
             assert "SIGABRT" in outcome and f"{route} route" in outcome, outcome
-            assert name in outcome and "armvww fetch vww2" in outcome, outcome
-    report_line(f"crashing model vww2#7:2666, vetted: {sorted(results)} -> typed errors")
+            assert "33.0.0" in outcome and "armvww fetch vww2" in outcome, outcome
+            assert "CpuRef" in outcome, outcome
+        # elsewhere Arm NN may run it: the vetted child survived, so this process did too
+    report_line(f"crashing model vww2#7:2666 on {sorted(results)}: the process survived")
 
 
 _VET_CACHE_CHILD = r"""

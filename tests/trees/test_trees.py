@@ -248,6 +248,8 @@ ARMNN_ALL = [  # pass in every lane with a non-defective Arm NN
     "test_profiling_reports_every_workload",
     "test_first_layers_against_the_int8_reference",
     "test_several_detectors_threads_and_closing",
+    "test_a_model_that_crashes_arm_nn_is_a_typed_error",
+    "test_vetting_verdicts_are_cached_in_memory_and_on_disk",
     *PARITY_BOTH,
 ]
 
@@ -366,5 +368,7 @@ def test_host_debian_pyarmnn(tmp_path: Path) -> None:
             "test_cli_backends_agrees_with_the_probe",
             "test_options_are_feature_detected",
             "test_defective_runtime_is_refused_for_pad_models",
+            "test_a_model_that_crashes_arm_nn_is_a_typed_error",
+            "test_vetting_verdicts_are_cached_in_memory_and_on_disk",
         ],
     )
