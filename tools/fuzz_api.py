@@ -39,7 +39,7 @@ def _cases(args: argparse.Namespace) -> Iterable[tuple[str, bytes]] | None:
     if not VWW2.is_file():
         print(f"{VWW2} is absent (set ARMVWW_SHARED)", file=sys.stderr)
         return None
-    return fuzzlib.api_cases(args.cases, args.seed)
+    return fuzzlib.api_cases(args.cases, args.seed, args.start)
 
 
 def _bucket(r: fuzzlib.Result) -> str:

@@ -38,7 +38,9 @@ def _cases(args: argparse.Namespace) -> Iterable[tuple[str, bytes]] | None:
         return None
     special = fuzzlib.special_images()
     n_mut = max(args.cases - len(special), 0)
-    return itertools.chain(special, fuzzlib.image_cases(fuzzlib.image_seeds(), n_mut, args.seed))
+    return itertools.chain(
+        special, fuzzlib.image_cases(fuzzlib.image_seeds(), n_mut, args.seed, args.start)
+    )
 
 
 def _bucket(r: fuzzlib.Result) -> str:

@@ -42,7 +42,7 @@ def _cases(args: argparse.Namespace) -> Iterable[tuple[str, bytes]] | None:
     if not models:
         print(f"no models under {SHARED / 'models'} (set ARMVWW_SHARED)", file=sys.stderr)
         return None
-    return fuzzlib.model_cases(models, args.cases, args.seed)
+    return fuzzlib.model_cases(models, args.cases, args.seed, args.start)
 
 
 def _bucket(r: fuzzlib.Result) -> str:

@@ -308,11 +308,12 @@ def mutate_model(data: bytes, sites: Sequence[Site], rng: random.Random) -> tupl
 
 
 def model_cases(
-    models: Sequence[tuple[str, bytes]], count: int, seed: int
+    models: Sequence[tuple[str, bytes]], count: int, seed: int, start: int = 0
 ) -> Iterable[tuple[str, bytes]]:
-    """``count`` reproducible mutations spread over ``models``: (case id, bytes)."""
+    """``count`` reproducible mutations spread over ``models``, from case ``start`` on: (case
+    id, bytes). A case's id and bytes do not depend on ``start``."""
     sites = {name: model_sites(data) for name, data in models}
-    for i in range(count):
+    for i in range(start, start + count):
         name, data = models[i % len(models)]
         rng = random.Random(f"{seed}:{i}")
         mutated, desc = mutate_model(data, sites[name], rng)
@@ -632,10 +633,11 @@ def mutate_image(data: bytes, rng: random.Random) -> tuple[bytes, str]:
 
 
 def image_cases(
-    seeds: Sequence[tuple[str, bytes]], count: int, seed: int
+    seeds: Sequence[tuple[str, bytes]], count: int, seed: int, start: int = 0
 ) -> Iterable[tuple[str, bytes]]:
-    """``count`` reproducible image mutations spread over ``seeds``: (case id, bytes)."""
-    for i in range(count):
+    """``count`` reproducible image mutations spread over ``seeds``, from case ``start`` on:
+    (case id, bytes)."""
+    for i in range(start, start + count):
         name, data = seeds[i % len(seeds)]
         rng = random.Random(f"{seed}:{i}")
         mutated, desc = mutate_image(data, rng)
@@ -1088,9 +1090,9 @@ def _value(v: Any, box: dict[str, Any]) -> Any:  # pragma: no cover - child
     return box.get(v, v)
 
 
-def api_cases(count: int, seed: int) -> Iterable[tuple[str, bytes]]:
-    """``count`` reproducible API cases: (case id, JSON spec)."""
-    for i in range(count):
+def api_cases(count: int, seed: int, start: int = 0) -> Iterable[tuple[str, bytes]]:
+    """``count`` reproducible API cases from case ``start`` on: (case id, JSON spec)."""
+    for i in range(start, start + count):
         rng = random.Random(f"api:{seed}:{i}")
         kind = rng.choice(["detector", "detect_many", "detect", "env", "threads"])
         spec: dict[str, Any] = {"kind": kind}
@@ -1233,6 +1235,12 @@ def fuzz_cli(
     ap = argparse.ArgumentParser(description=doc, formatter_class=argparse.RawTextHelpFormatter)
     ap.add_argument("--cases", type=int, default=10_000)
     ap.add_argument("--seed", type=int, default=1)
+    ap.add_argument(
+        "--start",
+        type=int,
+        default=0,
+        help="index of the first case (a long corpus in chunks: ids do not depend on it)",
+    )
     ap.add_argument("--workers", type=int, default=os.cpu_count() or 2)
     ap.add_argument("--timeout", type=float, default=60.0, help="seconds per case")
     ap.add_argument("--replay", help=f"run only the case with this id prefix ({replay_example})")
@@ -1282,6 +1290,7 @@ def fuzz_cli(
     summary = {
         "cases": sum(counts.values()),
         "seed": args.seed,
+        "start": args.start,
         **{o: counts[o] for o in OUTCOMES},
         "seconds": round(elapsed, 1),
         "breakdown": dict(sorted(kinds.items())),
@@ -1290,7 +1299,8 @@ def fuzz_cli(
     if args.json:
         print(json.dumps(summary, indent=2))
     else:
-        print(f"{kind} fuzz: {summary['cases']} cases (seed {args.seed}) in {elapsed:.0f} s")
+        first = f", cases {args.start}..{args.start + summary['cases'] - 1}" if args.start else ""
+        print(f"{kind} fuzz: {summary['cases']} cases (seed {args.seed}{first}) in {elapsed:.0f} s")
         for o in OUTCOMES:
             print(f"  {o:<8} {counts[o]}")
         print("  breakdown:")
