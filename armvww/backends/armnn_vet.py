@@ -317,6 +317,16 @@ class _Helper:
 _helper = _Helper()
 
 
+def _after_fork_in_child() -> None:
+    """A forked copy of this process must not share the parent's helper pipes or locks."""
+    global _lock
+    _helper.__init__()  # type: ignore[misc]
+    _lock = threading.Lock()
+
+
+os.register_at_fork(after_in_child=_after_fork_in_child)
+
+
 def close_helper() -> None:
     """Stop the helper process (it also exits when this process does)."""
     _helper.close()

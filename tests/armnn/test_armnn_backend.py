@@ -237,7 +237,7 @@ def test_defective_runtime_is_refused_for_pad_models() -> None:
     # opting in runs it, and shows why it is refused by default: the answer is further from
     # LiteRT's than a healthy CpuRef ever is (measured 14 LSB; 23.08 gives 0)
     opts = armnn.ArmNNOptions(allow_defective=True)
-    with armvww.Detector(sys.argv[1], backend="CpuRef", options=opts) as det:
+    with armvww.Detector("vww2", backend="CpuRef", options=opts) as det:
         bad = det.run(q)[0]
         assert det.session_info.get("defective_pad") is True
     off = int(np.abs(bad.astype(int) - want).max())
