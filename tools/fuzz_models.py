@@ -4,12 +4,15 @@
 Each case is a seeded, reproducible mutation of vww2 or vww4 (structural fields rewritten with
 hostile values, huge dimensions, wrong tensor types, truncation, splices, bit flips...). A
 child process (see ``tests/reliability/fuzzlib.py``) feeds it to :func:`armvww.parse_model`
-and, when it is valid, to every available backend through :class:`armvww.Detector`. The child
+and, when it is valid, to every available backend through :class:`armvww.Detector` (every
+route of a backend that has several: Arm NN's parser and delegate), so Arm NN's vetting of
+untrusted models (:mod:`armvww.backends.armnn_vet`) runs as it does for users. The child
 has a 3 GB address-space limit; a signal is a crash; a case that takes longer than
 ``--timeout`` is killed and counted as a timeout.
 
     python tools/fuzz_models.py                 # 10,000 cases
     python tools/fuzz_models.py --cases 500 --seed 7
+    python tools/fuzz_models.py --cases 1000 --start 3000 --seed 7   # one chunk of a run
 
 Prints the counts valid / typed error / untyped error / crash / timeout, and every failure
 with its case id (``vww2#<seed>:<i> <mutation>``) for reproduction: ``--replay ID`` reruns
