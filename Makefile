@@ -1,5 +1,5 @@
 # armvww developer commands. Everything installs itself: `make test` on a bare machine with
-# Python >= 3.11 (and apt, as root, for the Arm NN trees) is enough. `make help` lists them.
+# Python >= 3.11 (and apt, as root, for the Arm NN image lanes) is enough. `make help` lists them.
 PYTHON ?= python3
 VENV   ?= .venv
 PY     := $(VENV)/bin/python
@@ -18,7 +18,7 @@ ifneq ($(wildcard $(SHARED)/data/vww_samples),)
 IMAGES ?= $(SHARED)/data/vww_samples
 endif
 
-.PHONY: help install host-deps images images-export clean-images armnn-delegate detect fetch test test-gpuacc test-tflite-runtime dist test-sdist lint format clean distclean
+.PHONY: help install host-deps images images-export clean-images armnn-delegate detect fetch test test-arm64-lanes test-main test-gpuacc test-tflite-runtime dist test-sdist lint format clean distclean
 
 ## help: list the targets
 help:
@@ -51,25 +51,28 @@ endif
 fetch: install
 	$(ARMVWW) fetch vww2 vww4 samples
 
-## host-deps: Debian packages for the C oracle, the host pyarmnn lane and the trees (root)
+## host-deps: Debian packages for the C oracle, the host pyarmnn lane and the images (root)
 host-deps:
 	bash tools/host-deps.sh
 
-## armnn-delegate: build Arm NN's TfLite delegate into .cache/armnn-delegate/<arch>/
-##       (DELEGATE_ARCH=amd64|arm64|all, default amd64; trixie trees, root; cached by its
-##       inputs: a no-op when built). `make test` builds the amd64 one; arm64 compiles
-##       under qemu for ~25 min and is not the default (see the README).
+## armnn-delegate: build Arm NN's TfLite delegate with the `armnn-delegate` build stage of
+##       docker/Dockerfile.x86 / .arm64 (the images' own recipe: buildah bud --target, root) and
+##       copy it into .cache/armnn-delegate/<arch>/ (DELEGATE_ARCH=amd64|arm64|all, default
+##       amd64; cached by buildah's layers: a no-op when built). `make test` builds the amd64
+##       one; arm64's stage compiles under qemu (~25 min) and is not the default.
 DELEGATE_ARCH ?= amd64
-armnn-delegate:
-	@if [ "$$(id -u)" = 0 ]; then $(PYTHON) tools/armnn_delegate.py build --arch $(DELEGATE_ARCH); \
-	else echo "armnn-delegate: needs root (chroot into the trixie build trees); not built"; fi
+armnn-delegate: host-deps
+	@if [ "$$(id -u)" != 0 ]; then echo "armnn-delegate: needs root (buildah); not built" >&2; \
+	else for a in $(if $(filter all,$(DELEGATE_ARCH)),amd64 arm64,$(DELEGATE_ARCH)); do \
+	    bash tools/images.sh delegate $$(case $$a in amd64) echo x86;; *) echo $$a;; esac) || exit; \
+	done; fi
 
 ## images: build armvww:x86 and armvww:arm64 from docker/ (mmdebstrap, buildah; root) into
 ##         the private image store .cache/images (cached: unchanged steps are reused)
 IMAGE_NAMES ?= x86 arm64
 images: host-deps
 	@if [ "$$(id -u)" = 0 ]; then bash tools/images.sh build $(IMAGE_NAMES); \
-	else echo "images: needs root (as root: make images)" >&2; exit 2; fi
+	else echo "images: not root; the image lanes will skip (as root: make images)" >&2; fi
 
 ## images-export: the built images as OCI archives in .cache/images/export (podman/docker load)
 images-export: images
@@ -79,12 +82,26 @@ images-export: images
 clean-images:
 	bash tools/images.sh clean
 
-## test: the whole test suite, Arm NN lanes in Debian trees included; as root it installs
-##       Debian packages (tools/host-deps.sh), registers a binfmt_misc entry for arm64 and
-##       builds ~830 MB of Debian trees in .cache/ (see the README)
+## test: the whole test suite, its Arm NN lanes inside the images (armvww:x86 runs the whole
+##       suite, armvww:arm64 the Arm NN suites under qemu); as root it installs Debian
+##       packages (tools/host-deps.sh), registers a binfmt_misc entry for arm64 and builds the
+##       images into .cache/images (~3.5 GB; `make clean-images` removes it; see the README).
+##       Two jobs side by side (TEST_JOBS=1: one after the other): armvww:arm64's build and
+##       lanes (marker arm64), and everything else; each job's output is shown when it ends.
+TEST_JOBS ?= 2
 test: install host-deps
+	@$(MAKE) --no-print-directory -j$(TEST_JOBS) --output-sync=target test-arm64-lanes test-main
+
+# (part of `make test`) armvww:arm64 and the lanes inside it (qemu on x86)
+test-arm64-lanes:
+	@$(MAKE) --no-print-directory images IMAGE_NAMES=arm64
+	$(PY) -m pytest -m arm64 tests/trees $(PYTEST_ARGS)
+
+# (part of `make test`) armvww:x86, the delegate for the host lane, and all but the arm64 lanes
+test-main:
+	@$(MAKE) --no-print-directory images IMAGE_NAMES=x86
 	@$(MAKE) --no-print-directory armnn-delegate DELEGATE_ARCH=amd64
-	$(PY) -m pytest $(PYTEST_ARGS)
+	$(PY) -m pytest -m "not arm64" $(PYTEST_ARGS)
 
 ## test-gpuacc: opt-in GpuAcc-on-PoCL lane (functional check of GpuAcc, not Mali speed;
 ##              ~600 MB, ~30 min of kernel compiles per model on a cold cache)
@@ -102,7 +119,7 @@ dist: install
 	$(PY) -m build --sdist --wheel --outdir dist . >/dev/null
 	@ls dist
 
-## test-sdist: unpack the sdist, install it in a fresh venv and run its tests (no Debian trees)
+## test-sdist: unpack the sdist, install it in a fresh venv and run its tests (no image lanes)
 test-sdist: dist
 	rm -rf build/sdist && mkdir -p build/sdist
 	tar -xzf dist/armvww-*.tar.gz -C build/sdist
@@ -126,7 +143,7 @@ format: install
 clean:
 	rm -rf $(VENV) build dist *.egg-info .pytest_cache .mypy_cache .ruff_cache .hypothesis
 
-## distclean: clean, clean-images, and remove .cache/ (Debian trees, qemu, kernel caches); the user
+## distclean: clean, clean-images, and remove .cache/ (delegate builds, kernel caches); the user
 ##            cache of downloads (~/.cache/armvww) is left alone
 distclean: clean clean-images
 	rm -rf .cache

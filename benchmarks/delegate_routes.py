@@ -2,10 +2,10 @@
 """Arm NN's two routes measured in one run: per-invoke overhead against LiteRT, and RSS over
 Detector create/close cycles on the delegate route (with and without interpreter reuse).
 
-Run where PyArmNN and a ``libarmnnDelegate.so`` are both usable, e.g. the amd64 trixie tree::
+Run where PyArmNN and a ``libarmnnDelegate.so`` are both usable, e.g. the x86 image::
 
-    python3 tools/debtree.py run --tree .cache/trees/trixie-amd64 --bind ../shared -- \\
-        python3 benchmarks/delegate_routes.py [--backend CpuRef] [--cycles 1000]
+    tools/images.sh run x86 -- \\
+        python benchmarks/delegate_routes.py [--backend CpuRef] [--cycles 1000]
 
 Overhead: ``armvww bench`` on a tiny int8 model of the project's own making (8x8 input, four
 ops: a few hundred MACs), where time per invoke is almost all framework overhead, and on vww2.

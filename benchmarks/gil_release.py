@@ -9,7 +9,7 @@ that holds the GIL throughout lets it move ~0 times, whatever the load; the cont
 ``pickle.dumps``, a C call that holds the GIL); (2) share = counter rate during inferences /
 counter rate during sleep (confounded by CPU contention on a loaded machine).
 Runs anywhere armvww does
-(the host, or inside the Debian trees: ``tools/debtree.py run --tree ... -- python3
+(the host, or inside the images: ``tools/images.sh run x86 -- python
 benchmarks/gil_release.py -b CpuRef``).
 """
 

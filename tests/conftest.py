@@ -38,7 +38,7 @@ _REPORT: list[str] = []
 
 def report_line(text: str) -> None:
     """Record a measured figure; printed in the terminal summary and, when
-    ``ARMVWW_REPORT_FILE`` is set, appended to that file (the tree lanes collect them)."""
+    ``ARMVWW_REPORT_FILE`` is set, appended to that file (the image lanes collect them)."""
     _REPORT.append(text)
     dest = os.environ.get("ARMVWW_REPORT_FILE")
     if dest:

@@ -8,7 +8,7 @@
 #                  (bookworm: Arm NN 20.08, which armvww must detect as defective), the
 #                  CpuRef backend library it loads at run time, and armvww's own
 #                  dependencies (python3-tqdm, python3-flatbuffers)
-#   util-linux, debian-archive-keyring   tools/debtree.py (trees of Debian trixie)
+#   util-linux, debian-archive-keyring   mmdebstrap's keyring for the trixie base images
 #   mmdebstrap, arch-test, buildah, podman, runc   tools/images.sh (make images): the docker/
 #                  images built without a Docker engine
 # Without root it only says what is missing; the tests that need it then skip with a reason

@@ -6,6 +6,11 @@
 #
 #   tools/images.sh build IMAGE...       build armvww:IMAGE (and what it is built on);
 #                                        cached: buildah --layers reuses every unchanged step
+#   tools/images.sh delegate IMAGE [OUT] build only the Dockerfile's `armnn-delegate` stage
+#                                        (buildah bud --target) and copy libarmnnDelegate.so
+#                                        and stamp.json out of it into OUT (default
+#                                        .cache/armnn-delegate/ARCH): `make armnn-delegate`
+#   tools/images.sh has-delegate IMAGE   exit status 0 when armvww:IMAGE holds the delegate
 #   tools/images.sh run IMAGE [OPTS] -- CMD [ARGS...]
 #                                        podman run CMD in armvww:IMAGE, the checkout at /src
 #                                        (the working directory), ../shared at its own path,
@@ -31,6 +36,13 @@
 # qemu-user package; bookworm's 7.2 crashes LiteRT) is registered as `qemu-aarch64`, flags OCF.
 # This machine's pip configuration and CA bundle are mounted into the builds when they exist
 # (buildah bud -v), never copied into an image.
+#
+# The delegate stage of armvww:arm64 on a non-arm64 host: a stage that cross-compiles on the
+# build platform (FROM --platform=$BUILDPLATFORM ... AS armnn-delegate) is built with this
+# machine's --arch, then given to the image's build as the build context `armnn-delegate`
+# (buildah 1.28 ignores --platform in FROM). A stage that compiles on the target platform
+# (under qemu: ~25 min) is left out with its COPY --from lines (the lanes then expect the
+# delegate route's skips), unless ARMVWW_ARM64_DELEGATE=1.
 set -euo pipefail
 
 HERE=$(cd "$(dirname "$0")" && pwd)
@@ -156,12 +168,14 @@ base() {
 }
 
 # One manifest list holding the bases, under the name the Dockerfiles' FROM line uses, so
-# `buildah bud --arch ARCH --pull=never` resolves it per architecture.
+# `buildah bud --arch ARCH --pull=never` resolves it per architecture. Only added to, never
+# recreated: another build (make test builds x86 and arm64 side by side) may be reading it.
 base_manifest() {
-    buildah manifest rm "$BASE_MANIFEST" >/dev/null 2>&1 || true
-    buildah manifest create "$BASE_MANIFEST" >/dev/null
+    buildah manifest inspect "$BASE_MANIFEST" >/dev/null 2>&1 \
+        || buildah manifest create "$BASE_MANIFEST" >/dev/null
     for a in amd64 arm64; do
-        if podman image exists "localhost/armvww-base:$SUITE-$a"; then
+        if podman image exists "localhost/armvww-base:$SUITE-$a" \
+            && ! buildah manifest inspect "$BASE_MANIFEST" | grep -q "\"architecture\": \"$a\""; then
             buildah manifest add --arch "$a" "$BASE_MANIFEST" \
                 "containers-storage:localhost/armvww-base:$SUITE-$a" >/dev/null
         fi
@@ -185,25 +199,91 @@ build_mounts() {
     return 0
 }
 
+# Does Dockerfile $1 compile its delegate stage on the build platform (a cross compile)?
+cross_stage() { grep -Eq '^FROM --platform=\$\{?BUILDPLATFORM\}? .* AS armnn-delegate' "$1"; }
+
+# Where the delegate stage of Dockerfile $1 leaves its output (the final stage's COPY source).
+stage_out() {
+    sed -n 's|^COPY --from=armnn-delegate \(/[^ ]*\)/libarmnnDelegate\.so .*|\1|p' "$1" | head -n 1
+}
+
+# The Dockerfile armvww:IMAGE is built from (see the header: arm64's delegate stage).
+dockerfile() {
+    local f=$REPO/docker/Dockerfile.$1
+    if [ "$1" = arm64 ] && [ "$(host_arch)" != arm64 ] && [ "${ARMVWW_ARM64_DELEGATE:-0}" != 1 ] \
+        && ! cross_stage "$f"; then
+        log "armvww:arm64 without its delegate stage (it would compile under qemu, ~25 min;" \
+            "ARMVWW_ARM64_DELEGATE=1 builds it)"
+        awk '/^FROM .* AS armnn-delegate$/ { skip = 1; next }
+             skip && /^FROM / { skip = 0 }
+             /^COPY --from=armnn-delegate / { next }
+             !skip' "$f" > "$DIR/Dockerfile.arm64-no-delegate"
+        f=$DIR/Dockerfile.arm64-no-delegate
+    fi
+    echo "$f"
+}
+
+# build_one IMAGE [TARGET]: armvww:IMAGE, or only its stage TARGET as armvww-TARGET:IMAGE.
+# A delegate stage that cross-compiles on the build platform is built with the build
+# machine's --arch (buildah 1.28 ignores FROM --platform=$BUILDPLATFORM) and handed to the
+# image's build as the build context `armnn-delegate` (the stage is then not run again).
 build_one() {
-    img=$1
+    local img=$1 target=${2:-} arch build_arch file tag start ctx out
     arch=$(image_arch "$img")
+    build_arch=$arch
     case "$img" in
         gpuacc-pocl) build_one arm64 ;;
-        *) base "$arch"; base_manifest ;;
+        *)  # parallel builds share the store: one base build per architecture, one
+            # manifest update at a time
+            flock "$DIR/base-$arch.lock" bash "$0" base "$arch"
+            flock "$DIR/manifest.lock" bash "$0" manifest ;;
     esac
     [ "$arch" = "$(host_arch)" ] || ensure_qemu
-    log "buildah bud docker/Dockerfile.$img -> armvww:$img ($arch)"
+    set --
+    if [ -n "$target" ]; then
+        file=$REPO/docker/Dockerfile.$img tag=armvww-$target:$img
+        set -- --target "$target"
+        if [ "$target" = armnn-delegate ] && cross_stage "$file"; then
+            build_arch=$(host_arch)
+            flock "$DIR/base-$build_arch.lock" bash "$0" base "$build_arch"
+            flock "$DIR/manifest.lock" bash "$0" manifest
+        fi
+    else
+        file=$(dockerfile "$img") tag=armvww:$img
+        if grep -q '^COPY --from=armnn-delegate ' "$file" && cross_stage "$file" \
+            && [ "$arch" != "$(host_arch)" ]; then
+            out=$DIR/delegate-context-$img$(stage_out "$file")
+            delegate_one "$img" "$out" >/dev/null
+            set -- --build-context "armnn-delegate=$DIR/delegate-context-$img"
+        fi
+    fi
+    log "buildah bud $file ${target:+--target $target }-> $tag ($build_arch)"
     start=$(date +%s)
-    # shellcheck disable=SC2046
     # the TfLite headers of the delegate build stage (docker/README.md), when present
     ctx=
     [ -d "$SHARED/third_party/litert-tflite" ] && ctx="--build-context tflite=$SHARED/third_party/litert-tflite"
-    # shellcheck disable=SC2086
-    buildah bud --pull=never --layers --network=host --arch "$arch" $(build_mounts) $ctx \
+    # shellcheck disable=SC2046,SC2086
+    buildah bud --pull=never --layers --network=host --arch "$build_arch" $(build_mounts) $ctx \
         --ulimit "nofile=$NOFILE:$NOFILE" --ulimit "nproc=$NPROC:$NPROC" \
-        -f "$REPO/docker/Dockerfile.$img" -t "armvww:$img" "$REPO" >&2
-    log "buildah bud armvww:$img: $(( $(date +%s) - start )) s"
+        "$@" -f "$file" -t "$tag" "$REPO" >&2
+    log "buildah bud $tag: $(( $(date +%s) - start )) s"
+}
+
+# The delegate of IMAGE's build stage, copied out of it into OUT: the images' own recipe.
+delegate_one() {
+    local img=$1 out c mnt src
+    out=${2:-$REPO/.cache/armnn-delegate/$(image_arch "$img")}
+    build_one "$img" armnn-delegate
+    src=$(stage_out "$REPO/docker/Dockerfile.$img")
+    [ -n "$src" ] || die "docker/Dockerfile.$img copies nothing from its armnn-delegate stage"
+    c=$(buildah from --pull=never "armvww-armnn-delegate:$img")
+    mnt=$(buildah mount "$c")
+    mkdir -p "$out"
+    cp "$mnt$src/libarmnnDelegate.so" "$mnt$src/stamp.json" "$out/"
+    buildah umount "$c" >/dev/null
+    buildah rm "$c" >/dev/null
+    log "armvww-armnn-delegate:$img -> $out/libarmnnDelegate.so"
+    echo "$out/libarmnnDelegate.so"
 }
 
 run_one() {
@@ -295,10 +375,15 @@ esac
 setup
 case "$cmd" in
     build) for i in "$@"; do build_one "$i"; done ;;
+    delegate) [ $# -ge 1 ] || die "delegate IMAGE [OUT]"; delegate_one "$@" ;;
+    has-delegate) podman run --rm --network=none --arch "$(image_arch "${1:?has-delegate IMAGE}")" \
+        "armvww:$1" test -f /usr/local/lib/libarmnnDelegate.so ;;
     run) [ $# -gt 0 ] || die "run IMAGE -- CMD"; run_one "$@" ;;
     export) for i in "$@"; do export_one "$i"; done ;;
     lock) for i in "$@"; do lock_one "$i"; done ;;
     exists) podman image exists "armvww:${1:?exists IMAGE}" ;;
+    base) base "${1:?base ARCH}" ;;   # internal (build_one, under a lock)
+    manifest) base_manifest ;;         # internal (build_one, under a lock)
     env) echo "export CONTAINERS_CONF='$CONTAINERS_CONF' CONTAINERS_STORAGE_CONF='$CONTAINERS_STORAGE_CONF'" ;;
     *) usage >&2; exit 2 ;;
 esac

@@ -155,9 +155,13 @@ def standard_places() -> list[Path]:
     out = project_build_dirs()
     for home in homes:
         out += [(home / t) if t != "." else home for t in tarball]
-    triplet = _TRIPLET.get(deb_arch(), f"{machine}-linux-gnu")
-    out += [Path("/usr/local/lib"), Path("/usr/lib") / triplet, Path("/usr/lib")]
-    return out
+    return out + system_lib_dirs()
+
+
+def system_lib_dirs() -> list[Path]:
+    """The system's library folders searched last (``/usr/local/lib`` first)."""
+    triplet = _TRIPLET.get(deb_arch(), f"{platform.machine()}-linux-gnu")
+    return [Path("/usr/local/lib"), Path("/usr/lib") / triplet, Path("/usr/lib")]
 
 
 @dataclass(frozen=True)

@@ -50,8 +50,8 @@ class BackendOptions:
 
 def emulation_info() -> dict[str, Any]:
     """``{"emulated": True, "emulation": ...}`` when ``ARMVWW_EMULATION`` says this process
-    runs under an emulator (the Debian tree lanes set it), else ``{}``. Sessions merge it
-    into their ``info`` so benchmarks label such rows."""
+    runs under an emulator (tools/images.sh sets it for arm64 on x86), else ``{}``.
+    Sessions merge it into their ``info`` so benchmarks label such rows."""
     how = os.environ.get("ARMVWW_EMULATION")
     return {"emulated": True, "emulation": how} if how else {}
 

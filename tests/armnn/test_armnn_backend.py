@@ -34,13 +34,13 @@ from ..conftest import report_line
 _NO_PYARMNN = importlib.util.find_spec("pyarmnn") is None
 pytestmark = [
     pytest.mark.armnn,
-    # without pyarmnn in this interpreter these tests skip; the tree lanes (tests/trees) run
+    # without pyarmnn in this interpreter these tests skip; the image lanes (tests/trees) run
     # them for real and assert which must pass, so here the skip is allowed even in CI
     *([pytest.mark.optional] if _NO_PYARMNN else []),
     pytest.mark.skipif(
         _NO_PYARMNN,
         reason="pyarmnn is not installed here (Debian: apt install python3-pyarmnn); the "
-        "Arm NN suite runs inside the Debian trees (tests/trees)",
+        "Arm NN suite runs inside the docker/ images (tests/trees)",
     ),
 ]
 
@@ -442,7 +442,7 @@ def test_first_layers_against_the_int8_reference(samples) -> None:
         assert max(diffs) <= REFERENCE_LAYER_BOUND_LSB[name], (name, diffs)
 
 
-# Max |d| per layer against the int8 reference (layer by layer), measured in the tree lanes
+# Max |d| per layer against the int8 reference (layer by layer), measured in the image lanes
 # (2026-12, 5 inputs): CpuAcc 0 on every layer (bit-exact: ACL uses the same fixed-point
 # rule); CpuRef 1 on every layer (it requantises through float). Margin +1 LSB.
 REFERENCE_LAYER_BOUND_LSB = {"CpuRef": 2, "CpuAcc": 1}

@@ -31,7 +31,7 @@ _LOC = armnn_delegate.find_delegate()
 _NO_PYARMNN = importlib.util.find_spec("pyarmnn") is None
 pytestmark = [
     pytest.mark.armnn,
-    # the tree lanes (tests/trees) run these with the project's delegate build and assert
+    # the image lanes (tests/trees) run these with the image's delegate build and assert
     # which passed; elsewhere there is no Arm NN 23.08 to load it against
     *([pytest.mark.optional] if _LOC.path is None or _NO_PYARMNN else []),
     pytest.mark.skipif(_LOC.path is None, reason=f"no Arm NN delegate here: {_LOC.reason}"),

@@ -1,8 +1,8 @@
 """Parity on real models and real runtimes, wherever this suite runs: LiteRT's two kernel
-sets on any host, and every Arm NN backend available (the Debian trees, a Mali board).
+sets on any host, and every Arm NN backend available (the docker/ images, a Mali board).
 
 Tests that need a backend this machine lacks skip with the reason (marked ``optional``:
-which backends exist is a property of the machine; the tree lanes assert what passed).
+which backends exist is a property of the machine; the image lanes assert what passed).
 """
 
 from __future__ import annotations

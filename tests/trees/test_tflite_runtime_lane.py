@@ -2,7 +2,7 @@
 most, numpy < 2) in its own Python 3.11 venv, running the LiteRT-marked tests that exercise
 the runtime (Detector, options by effect, parity, the int8 reference, fast_decode).
 
-Strict like the tree lanes: every test must pass, except the skips and the *known defects*
+Strict like the image lanes: every test must pass, except the skips and the *known defects*
 listed below, each by name and with the message it must give. A known defect that stops
 failing fails this lane too, so the list follows the code (issue 10 is making the session
 report the kernels tflite-runtime really runs).
@@ -22,7 +22,7 @@ import pytest
 
 from ..conftest import REPO, SHARED, report_line
 
-pytestmark = [pytest.mark.trees, pytest.mark.slow]  # a lane, like the trees (not in test-sdist)
+pytestmark = [pytest.mark.trees, pytest.mark.slow]  # a lane, like the images (not in test-sdist)
 
 VENV = Path(os.environ.get("ARMVWW_TFLITE_VENV", REPO / ".cache" / "venv-tflite"))
 TESTS = [

@@ -1,14 +1,19 @@
-"""Run the Arm NN suite (tests/armnn) for real, in three places, and check what passed:
+"""Run the suites for real inside the images users run (docker/), and check what passed:
 
-* ``trixie-amd64``: a Debian trixie tree (Arm NN 23.08, CpuRef; LiteRT) run with chroot;
-* ``trixie-arm64``: the same for arm64 (CpuAcc NEON kernels, CpuRef, GpuAcc without an
-  OpenCL driver; LiteRT), run under qemu-user: real Arm code on an emulated CPU;
+* ``armvww:x86`` (docker/Dockerfile.x86: Debian trixie, Arm NN 23.08 CpuRef, LiteRT, the
+  delegate of its build stage): the whole host suite;
+* ``armvww:arm64`` (docker/Dockerfile.arm64, the board image: CpuAcc NEON kernels, CpuRef,
+  GpuAcc without an OpenCL driver, LiteRT) under qemu-user, real Arm code on an emulated CPU:
+  tests/armnn and tests/parity (the whole suite under qemu takes over 20 minutes), the strict
+  JPEG check of its pinned simplejpeg, and the Mali driver's loading path
+  (libOpenCL.so -> ICD -> /usr/lib/mali/libmali.so);
 * ``host-debian``: the host's own Debian python3 with the distribution's pyarmnn; on
   bookworm that is 20.08, which must be detected as defective for vww2.
 
-Trees are built by ``tools/debtree.py`` from ``docker/packages/*.txt`` (the lists the
-Dockerfiles install) into ``.cache/trees``. Needs root (chroot, binfmt_misc) and the apt
-archive; CI has both.
+``make images`` (part of ``make test``) builds the images with tools/images.sh (mmdebstrap,
+buildah; root) into .cache/images. Each image lane runs ``tools/images.sh run IMAGE`` (podman
+run, the checkout at /src, ../shared at its own path, no network) and asserts its outcomes by
+name: every skip expected by name and reason, the pass lists below.
 """
 
 from __future__ import annotations
@@ -17,7 +22,7 @@ import os
 import re
 import shutil
 import subprocess
-import sys
+import time
 import xml.etree.ElementTree as ET
 from pathlib import Path
 
@@ -27,39 +32,26 @@ from ..conftest import REPO, SHARED, need_data, report_line
 
 pytestmark = [pytest.mark.trees, pytest.mark.slow]
 
-TREES = Path(os.environ.get("ARMVWW_TREES_DIR", REPO / ".cache" / "trees"))
-DEBTREE = REPO / "tools" / "debtree.py"
-LITERT_PIN = "ai-edge-litert==2.3.0"
+IMAGES = REPO / "tools" / "images.sh"
+ARCH = {"x86": "amd64", "arm64": "arm64"}
 
 
-def _require_root() -> None:
+def _image(name: str) -> list[str]:
+    """Command prefix running a command in armvww:NAME; skips when it cannot be run here."""
     need_data()
     if os.geteuid() != 0:
-        pytest.skip("building and entering Debian trees needs root (chroot, binfmt_misc)")
-    if shutil.which("apt-get") is None or shutil.which("dpkg-deb") is None:
-        pytest.skip("needs apt-get and dpkg-deb (a Debian host)")
+        pytest.skip("the image lanes need root (podman with the private store, binfmt_misc)")
+    if shutil.which("podman") is None or shutil.which("buildah") is None:
+        pytest.skip("the image lanes need podman and buildah (make host-deps)")
+    exists = subprocess.run(["bash", str(IMAGES), "exists", name], capture_output=True)
+    if exists.returncode != 0:
+        pytest.skip(f"armvww:{name} is not built: make images (or tools/images.sh build {name})")
+    return ["bash", str(IMAGES), "run", name]
 
 
-def _build(arch: str) -> Path:
-    _require_root()
-    dest = TREES / f"trixie-{arch}"
-    cmd = [
-        sys.executable,
-        str(DEBTREE),
-        "build",
-        "--suite",
-        "trixie",
-        "--arch",
-        arch,
-        "--dest",
-        str(dest),
-        "--packages-file",
-        str(REPO / "docker" / "packages" / f"trixie-armnn-{arch}.txt"),
-        "--pip",
-        LITERT_PIN,
-    ]
-    subprocess.run(cmd, check=True, timeout=1800)
-    return dest
+def _in_image(name: str, tmp_path: Path) -> list[str]:
+    """Command prefix that runs the image's python with ``tmp_path`` visible (reports)."""
+    return [*_image(name), "--bind", str(tmp_path), "--", "python"]
 
 
 PARITY_BOTH = [
@@ -105,8 +97,10 @@ def _run_suite(
         "-o",
         "addopts=-ra",
     ]
-    proc = subprocess.run(cmd, cwd=REPO, env=full_env, capture_output=True, text=True, timeout=2400)
-    tail = "\n".join((proc.stdout + proc.stderr).splitlines()[-25:])
+    start = time.monotonic()
+    proc = subprocess.run(cmd, cwd=REPO, env=full_env, capture_output=True, text=True, timeout=3600)
+    took = time.monotonic() - start
+    tail = "\n".join((proc.stdout + proc.stderr).splitlines()[-40:])
     assert junit.exists(), f"{lane}: no junit report\n{tail}"
     outcomes: dict[str, str] = {}
     for case in ET.parse(junit).iter("testcase"):
@@ -131,30 +125,16 @@ def _run_suite(
             f"{k}={sum(v == k for n, v in outcomes.items() if '::' in n)}"
             for k in ("passed", "skipped", "failed")
         )
+        + f" in {took:.0f} s (load {os.getloadavg()[0]:.1f})"
     )
     assert proc.returncode == 0, f"{lane}: the Arm NN suite failed\n{tail}"
     _expect_skips(lane, reasons, expected_skips)
     return outcomes
 
 
-def _in_tree(tree: Path, *options: str) -> list[str]:
-    """Command prefix that runs the tree's python3 with the repo and ../shared visible."""
-    return [
-        sys.executable,
-        str(DEBTREE),
-        "run",
-        "--tree",
-        str(tree),
-        "--bind",
-        str(SHARED),
-        *options,
-        "--",
-        "python3",
-    ]
-
-
-#: tests/armnn/test_armnn_delegate.py cases every lane runs when the project's delegate build
-#: (tools/armnn_delegate.py) is in .cache/armnn-delegate/<arch>; before it is built they skip.
+#: tests/armnn/test_armnn_delegate.py cases every lane runs when it has a delegate: the image's
+#: (its build stage's, in /usr/local/lib) or the project's build in .cache/armnn-delegate/<arch>
+#: (`make armnn-delegate`; the checkout is mounted); without one they skip.
 DELEGATE_ANY = [
     "test_auto_route_prefers_the_parser_and_takes_the_delegate_for_its_options",
     "test_pure_armnn_and_the_option_keys",
@@ -180,10 +160,16 @@ DELEGATE_LANE = {
 }
 
 
-def _delegate_expected(arch: str) -> list[str]:
-    """The delegate cases the lane must pass: all of them once the build is there."""
-    built = REPO / ".cache" / "armnn-delegate" / arch / "libarmnnDelegate.so"
-    return DELEGATE_LANE[arch] if built.is_file() else []
+def _project_delegate(arch: str) -> bool:
+    return (REPO / ".cache" / "armnn-delegate" / arch / "libarmnnDelegate.so").is_file()
+
+
+def _delegate_expected(image: str) -> list[str]:
+    """The delegate cases armvww:IMAGE's lane must pass: all of them when it has a delegate
+    (armvww:arm64 is built without its qemu-compiled delegate stage: tools/images.sh)."""
+    arch = ARCH[image]
+    has = subprocess.run(["bash", str(IMAGES), "has-delegate", image], capture_output=True)
+    return DELEGATE_LANE[arch] if has.returncode == 0 or _project_delegate(arch) else []
 
 
 def _expect(outcomes: dict[str, str], passed: list[str]) -> None:
@@ -214,10 +200,10 @@ def _glob(pattern: str) -> re.Pattern[str]:
     return re.compile(".*".join(re.escape(part) for part in pattern.split("*")))
 
 
-def _no_delegate(arch: str) -> dict[str, str]:
-    """Before the project's delegate build is in .cache (``make test`` does not build it
-    yet; no Debian release packages it), the delegate route's tests skip with this reason."""
-    if _delegate_expected(arch):
+def _no_delegate(image: str) -> dict[str, str]:
+    """Without a delegate in the image or the checkout (no Debian release packages it), the
+    delegate route's tests skip with this reason."""
+    if _delegate_expected(image):
         return {}
     return {
         "test_armnn_delegate::*": "no Arm NN delegate here",
@@ -254,10 +240,33 @@ ARMNN_ALL = [  # pass in every lane with a non-defective Arm NN
 ]
 
 
+#: the x86 image runs the whole host suite, except these lanes themselves and the check of
+#: tools/host-deps.sh (a script for the host, not for the trixie image)
+HOST_SUITE = ("tests", "--ignore=tests/trees", "--ignore=tests/test_host_deps.py")
+#: skips of the host suite in armvww:x86 besides the Arm NN ones (name -> reason)
+X86_SUITE_SKIPS = {
+    # tests/gpuacc runs in armvww:gpuacc-pocl (make test-gpuacc) and on Mali boards
+    "test_gpuacc_pocl::*": "GpuAcc lane only",
+    # the image has a real pyarmnn, so a fake "absent" one cannot be shown (the host lane can)
+    "test_faults::*[pyarmnn-absent]": "pyarmnn is installed here",
+    # podman gives the container no CAP_SYS_ADMIN to mount a tmpfs; the host suite runs it
+    "test_faults::test_armnn_session_on_a_full_temp_dir_is_a_typed_error": "needs a real small",
+    # tflite-runtime has its own lane (tests/trees/test_tflite_runtime_lane.py)
+    "test_runtime_reporting::test_tflite_runtime_asked_for_xnnpack_reports_builtin_kernels": (
+        "tflite-runtime is not installed"
+    ),
+}
+#: the strict JPEG check: passes only where simplejpeg is installed (the images pin it)
+JPEG_STRICT = (
+    "tests/reliability/test_hostile.py::test_a_jpeg_cut_short_is_refused_whatever_closes_it"
+)
+
+
 def test_trixie_amd64_cpuref(tmp_path: Path) -> None:
-    tree = _build("amd64")
-    skips = _no_delegate("amd64") | NO_ARM_BACKENDS
-    out = _run_suite("trixie-amd64", _in_tree(tree), tmp_path, {}, skips)
+    """The whole host suite in armvww:x86 (trixie, Arm NN 23.08 CpuRef, LiteRT, delegate)."""
+    argv = _in_image("x86", tmp_path)
+    skips = _no_delegate("x86") | NO_ARM_BACKENDS | X86_SUITE_SKIPS
+    out = _run_suite("armvww:x86", argv, tmp_path, {}, skips, HOST_SUITE)
     _expect(
         out,
         [
@@ -267,15 +276,25 @@ def test_trixie_amd64_cpuref(tmp_path: Path) -> None:
             "test_per_layer_points_at_the_perturbed_layer[CpuRef]",
             "test_armnn_backend_meets_the_contract[CpuRef-vww2]",
             "test_armnn_backend_meets_the_contract[CpuRef-vww4]",
-            *_delegate_expected("amd64"),
+            *_delegate_expected("x86"),
+            *_jpeg_strict(out),
         ],
     )
 
 
+def _jpeg_strict(outcomes: dict[str, str]) -> list[str]:
+    """Every parameter case of the strict JPEG test (they pass only with simplejpeg)."""
+    path, _, name = JPEG_STRICT.partition("::")
+    cases = [n for n in outcomes if n.startswith(f"{Path(path).stem}::{name}[")]
+    assert len(cases) == 6, cases
+    return cases
+
+
+@pytest.mark.arm64
 def test_trixie_arm64_cpuacc_emulated(tmp_path: Path) -> None:
-    tree = _build("arm64")
-    argv = _in_tree(tree, "--env", "ARMVWW_EMULATION=qemu-user aarch64 on x86-64")
-    no_gpu = "GpuAcc unavailable here"  # no OpenCL driver in the tree (the PoCL lane has one)
+    """tests/armnn and tests/parity in armvww:arm64 under qemu-user."""
+    argv = _in_image("arm64", tmp_path)
+    no_gpu = "GpuAcc unavailable here"  # no OpenCL driver in the image (the PoCL lane has one)
     skips = _no_delegate("arm64") | {
         "*::test_parity_against_litert[GpuAcc-*]": no_gpu,
         "*::test_parity_against_litert[CpuRef-vww4]": "too slow here",
@@ -286,7 +305,8 @@ def test_trixie_arm64_cpuacc_emulated(tmp_path: Path) -> None:
         "*::test_armnn_backend_meets_the_contract[CpuRef-vww4]": "too slow here",
         "*::test_eight_threads_give_the_serial_answers[GpuAcc-*]": "GpuAcc",
     }
-    out = _run_suite("trixie-arm64", argv, tmp_path, {}, skips)
+    paths = ("tests/armnn", "tests/parity", JPEG_STRICT)
+    out = _run_suite("armvww:arm64", argv, tmp_path, {}, skips, paths)
     _expect(
         out,
         [
@@ -303,8 +323,49 @@ def test_trixie_arm64_cpuacc_emulated(tmp_path: Path) -> None:
             "test_armnn_backend_meets_the_contract[CpuAcc-vww2]",
             "test_armnn_backend_meets_the_contract[CpuAcc-vww4]",
             *_delegate_expected("arm64"),
+            *_jpeg_strict(out),
         ],
     )
+
+
+# The board image must let Arm Compute Library reach the Mali driver as docker/README.md
+# documents it: ACL dlopens "libOpenCL.so" by that exact name, the ICD loader behind it reads
+# /etc/OpenCL/vendors/mali.icd and opens /usr/lib/mali/libmali.so (mounted on a board). Here a
+# stand-in driver (a copy of a real arm64 library) sits at that path, and the dynamic
+# loader's own log (LD_DEBUG=files) says who opened what. The control run removes
+# libOpenCL.so (as in an image with only libOpenCL.so.1): then nothing opens the driver.
+_OPENCL_PROBE = """
+cp -L /usr/lib/aarch64-linux-gnu/libz.so.1 /usr/lib/mali/libmali.so
+probe() {
+  LD_DEBUG=files python -c 'import pyarmnn as a; a.IRuntime(a.CreationOptions())' 2>&1 \\
+    | grep -E 'file=.*(libOpenCL|libmali).*dynamically loaded by' | sed 's/^ *[0-9]*: *//'
+}
+echo "== image"; probe
+rm /usr/lib/aarch64-linux-gnu/libOpenCL.so
+echo "== without libOpenCL.so"; probe
+"""
+
+
+@pytest.mark.arm64
+def test_arm64_image_opens_the_mali_driver_through_libopencl_so() -> None:
+    proc = subprocess.run(
+        [*_image("arm64"), "--", "sh", "-c", _OPENCL_PROBE],
+        capture_output=True,
+        text=True,
+        timeout=900,
+    )
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    image, _, control = proc.stdout.partition("== without libOpenCL.so")
+    for line in proc.stdout.splitlines():
+        report_line(f"[armvww:arm64 opencl] {line}")
+    # ACL opens libOpenCL.so, and the ICD loader behind it opens the registered driver
+    assert re.search(
+        r"file=libOpenCL\.so \[0\];\s+dynamically loaded by \S*libarm_compute", image
+    ), proc.stdout
+    assert re.search(
+        r"file=/usr/lib/mali/libmali\.so \[0\];\s+dynamically loaded by \S*libOpenCL", image
+    ), proc.stdout
+    assert "/usr/lib/mali/libmali.so" not in control, proc.stdout
 
 
 def test_host_debian_pyarmnn(tmp_path: Path) -> None:
@@ -329,9 +390,9 @@ def test_host_debian_pyarmnn(tmp_path: Path) -> None:
     no_litert = "LiteRT is not installed"
     # tests/armnn only: the per-layer tests of tests/parity do not run here
     per_layer = {"*::*[CpuAcc]", "*::*[GpuAcc]"}
-    # The delegate is never built for the host; make test builds the amd64 one for the
-    # trixie lanes, and the host's Debian python3 then finds it but has no LiteRT to load it.
-    if _delegate_expected("amd64"):
+    # The delegate is never built for the host; make test builds the amd64 one (the x86
+    # image's build stage), and the host's Debian python3 then finds it but has no LiteRT.
+    if _project_delegate("amd64"):
         no_delegate = "the delegate route needs LiteRT"
         skips = {"test_armnn_delegate::*": no_delegate, "*::*-delegate]": no_delegate}
     else:

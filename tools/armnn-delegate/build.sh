@@ -2,8 +2,8 @@
 # Build Arm NN's TfLite delegate (libarmnnDelegate.so, delegate/classic of Arm NN 23.08) from
 # Debian trixie's `armnn` source package, against TfLite headers of the interpreter's vintage.
 #
-# This is THE recipe: the Dockerfiles' build stage runs it, and tools/armnn_delegate.py runs it
-# inside a trixie tree. It must run inside Debian trixie (amd64 or arm64) with
+# This is THE recipe: the Dockerfiles' `armnn-delegate` build stage runs it (`make armnn-delegate`
+# builds that stage and copies the library out: tools/images.sh delegate). It must run inside Debian trixie (amd64 or arm64) with
 #   g++ libarmnn-dev flatbuffers-compiler libflatbuffers-dev libabsl-dev xz-utils
 # (docker/packages/trixie-delegate-build.txt), so it links the very libarmnn.so.33 the
 # runtime uses.
