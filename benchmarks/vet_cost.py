@@ -1,11 +1,10 @@
 #!/usr/bin/env python3
 """What vetting an untrusted model on Arm NN costs (:mod:`armvww.backends.armnn_vet`).
 
-Run where Arm NN is usable, e.g. the amd64 trixie tree (CpuRef, both routes once
-``make armnn-delegate`` has built the delegate)::
+Run where Arm NN is usable, e.g. the x86 image (CpuRef, both routes: the image carries the
+delegate)::
 
-    python3 tools/debtree.py run --tree .cache/trees/trixie-amd64 --bind /work/shared \\
-        --env ARMVWW_SHARED=/work/shared -- python3 benchmarks/vet_cost.py
+    tools/images.sh run x86 -- python benchmarks/vet_cost.py
 
 Each measurement runs in a fresh process with its own empty cache folder, after the backend
 probes (which every first open pays, vetted or not). "Unknown" models are vww2 and vww4 with

@@ -1,7 +1,7 @@
-"""The Arm NN backends, run wherever pyarmnn imports: the Debian trixie trees (23.08: CpuRef
+"""The Arm NN backends, run wherever pyarmnn imports: the docker/ images (trixie, 23.08: CpuRef
 on amd64; CpuAcc, GpuAcc and CpuRef on emulated arm64) and the host's bookworm 20.08.
 
-The host test suite runs this file inside each tree (tests/trees/test_trees.py) and checks
+The host test suite runs this file inside each image (tests/trees/test_trees.py) and checks
 which tests passed there. Parity bounds below come from measurements (README, "Backend
 parity"); each test reports its figures in the terminal summary.
 """
@@ -171,7 +171,7 @@ def test_broken_opencl_icd_is_a_reason(tmp_path: Path) -> None:
     """An OpenCL ICD loader whose only vendor library does not load: GpuAcc gets a reason."""
     loader = next(iter(Path("/usr/lib").glob("*/libOpenCL.so.1")), None)
     if loader is None or "GpuAcc" not in _listed_backends():
-        pytest.skip("needs the GpuAcc backend and an OpenCL ICD loader (arm64 tree)")
+        pytest.skip("needs the GpuAcc backend and an OpenCL ICD loader (arm64 image)")
     libdir = tmp_path / "lib"
     libdir.mkdir()
     (libdir / "libOpenCL.so").symlink_to(loader)
