@@ -36,3 +36,13 @@ def command(args: str) -> str:
             return f"armvww {args}"
         return f"{_as_typed(argv0)} {args}"
     return f"armvww {args}"
+
+
+def make_command(repo: str, target: str) -> str:
+    """``make TARGET`` for the checkout at ``repo``, spelled to run from the working
+    directory (``make -C REPO TARGET`` when that is another folder)."""
+    try:
+        here = os.path.samefile(repo, os.getcwd())
+    except OSError:
+        here = False
+    return f"make {target}" if here else f"make -C {_as_typed(repo)} {target}"

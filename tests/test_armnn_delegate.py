@@ -292,3 +292,40 @@ def test_backends_lists_both_routes_with_reasons(
         check=True,
     ).stdout
     assert "delegate" in out and str(libs["missing"].resolve()) in out, out
+
+
+def test_not_found_names_the_build_command_and_it_runs_as_printed(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """From a source checkout the reason names `make ... armnn-delegate`, spelled to run from
+    the working directory; a copy of armvww outside a checkout names no make command."""
+    monkeypatch.delenv(armnn_delegate.ENV_PATH, raising=False)
+    monkeypatch.delenv("ARMNN_HOME", raising=False)
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "xdg"))
+    arch = armnn_delegate.deb_arch()
+    # the real checkout, with its build output hidden (an empty copy of the search order)
+    real = armnn_delegate.REPO
+    monkeypatch.setattr(armnn_delegate, "project_build_dirs", lambda: [tmp_path / "none" / arch])
+    if any((d / armnn_delegate.LIB_NAME).exists() for d in armnn_delegate.standard_places()):
+        pytest.skip("this machine has a delegate in a standard place")
+    monkeypatch.chdir(tmp_path)
+    reason = armnn_delegate.find_delegate().reason
+    want = f"make -C {real} armnn-delegate DELEGATE_ARCH={arch}"
+    assert f"`{want}`" in reason, reason
+    monkeypatch.chdir(real)
+    assert f"`make armnn-delegate DELEGATE_ARCH={arch}`" in armnn_delegate.find_delegate().reason
+    # outside a checkout (a wheel): no make command to offer
+    monkeypatch.setattr(armnn_delegate, "REPO", tmp_path / "site-packages")
+    assert "make" not in armnn_delegate.find_delegate().reason
+    # run as printed, from another folder: a no-op when built (make test builds it first),
+    # else make's dry run (a cold build takes minutes and root)
+    built = real / ".cache" / "armnn-delegate" / arch / "stamp.json"
+    run = built.is_file() and os.geteuid() == 0
+    cmd = want.split() + ([] if run else ["-n"])
+    proc = subprocess.run(cmd, cwd=tmp_path, capture_output=True, text=True, timeout=600)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    if run:
+        lib = real / ".cache" / "armnn-delegate" / arch / armnn_delegate.LIB_NAME
+        assert str(lib) in proc.stdout, proc.stdout + proc.stderr
+    else:
+        assert f"tools/armnn_delegate.py build --arch {arch}" in proc.stdout, proc.stdout

@@ -62,6 +62,7 @@ from typing import Any
 
 import numpy as np
 
+from .. import hints
 from ..errors import BackendError, BackendUnavailableError, OptionError
 from ..model import Model
 from .armnn_options import ARMNN_BACKENDS, ArmNNOptions, probe_timeout, publish_cached_network
@@ -196,9 +197,19 @@ def find_delegate(explicit: str | os.PathLike[str] | None = None) -> Located:
         None,
         "search",
         f"no {LIB_NAME} found (set {ENV_PATH} or ArmNNOptions(delegate_path=...); searched "
-        f"{where}); Arm's release tarballs ship it (unpack one under $ARMNN_HOME or "
-        "/opt/armnn)",
+        f"{where}); {build_hint()}Arm's release tarballs ship it (unpack one under "
+        "$ARMNN_HOME or /opt/armnn)",
     )
+
+
+def build_hint() -> str:
+    """The command that builds the project's delegate for this machine, when armvww runs
+    from a source checkout (its Makefile and build tool are there), else ``""``."""
+    if not (REPO / "Makefile").is_file() or not (REPO / "tools" / "armnn_delegate.py").is_file():
+        return ""
+    arch = deb_arch()
+    cmd = hints.make_command(str(REPO), f"armnn-delegate DELEGATE_ARCH={arch}")
+    return f"build it from this checkout, as root: `{cmd}`; "
 
 
 # --------------------------------------------------------------------------- ELF check

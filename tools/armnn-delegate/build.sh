@@ -3,10 +3,16 @@
 # Debian trixie's `armnn` source package, against TfLite headers of the interpreter's vintage.
 #
 # This is THE recipe: the Dockerfiles' `armnn-delegate` build stage runs it (`make armnn-delegate`
-# builds that stage and copies the library out: tools/images.sh delegate). It must run inside Debian trixie (amd64 or arm64) with
-#   g++ libarmnn-dev flatbuffers-compiler libflatbuffers-dev libabsl-dev xz-utils
-# (docker/packages/trixie-delegate-build.txt), so it links the very libarmnn.so.33 the
-# runtime uses.
+# builds that stage and copies the library out: tools/images.sh delegate). It must run inside
+# Debian trixie with
+#   native: g++ libarmnn-dev flatbuffers-compiler libflatbuffers-dev libabsl-dev xz-utils
+#           (docker/packages/trixie-delegate-build.txt)
+#   cross (--target-arch arm64 on another build machine): g++-aarch64-linux-gnu
+#           flatbuffers-compiler libarmnn-dev:arm64 libflatbuffers-dev:arm64 libabsl-dev:arm64
+#           (docker/packages/trixie-delegate-cross-arm64.txt; `dpkg --add-architecture arm64`:
+#           Debian's multiarch puts the arm64 libraries in /usr/lib/aarch64-linux-gnu, where
+#           the cross g++ looks, and the headers are shared)
+# so it links the very libarmnn.so.33 the runtime uses.
 #
 # usage:
 #   build.sh fetch DIR
@@ -15,15 +21,19 @@
 #       .orig.tar.xz: apt checks it against the signed Sources index; this script checks its
 #       SHA-256 again against the .dsc (when the mirror has it) or against
 #       `apt-cache showsrc`. Prints the tarball's path.
-#   build.sh key --sha256 HEX --arch ARCH [--headers DIR]
-#       Print the cache key `build` would use (no toolchain needed: for callers on the host).
 #   build.sh build --source TARBALL --sha256 HEX [--headers DIR] [--out DIR]
+#                  [--target-arch ARCH] [--sysroot DIR]
 #       Compile and link. --headers: a LiteRT checkout (or a copy of its `tflite/` folder,
 #       e.g. ../shared/third_party/litert-tflite, the default); a TensorFlow checkout with
 #       `tensorflow/lite/` works too. --out: output folder (default
 #       .cache/armnn-delegate/<arch> in the repository). Writes OUT/libarmnnDelegate.so and
-#       OUT/stamp.json (Arm NN version, inputs' hashes, build time). A no-op when the stamp's
-#       key (tarball hash, headers hash, this folder's hash, architecture) matches.
+#       OUT/stamp.json (Arm NN version, inputs' hashes, toolchain, build time). A no-op when
+#       the stamp's key (tarball hash, headers hash, this folder's hash, target architecture,
+#       the compiler's target triplet and version) matches.
+#       --target-arch: the Debian architecture to build for (default: this machine's). When
+#       it is not this machine's, the compiler is $CXX, default <triplet>-g++ (e.g.
+#       aarch64-linux-gnu-g++), and the target's libraries come from multiarch or --sysroot.
+#       --sysroot: a folder holding the target's Debian packages unpacked (passed to $CXX).
 #
 # Headers: schema_generated.h is regenerated from the headers' schema.fbs with this
 # environment's flatc (the checked-in one may need a newer flatbuffers), into a folder that
@@ -87,6 +97,17 @@ headers_hash() {
 
 recipe_hash() { cat "$HERE/build.sh" "$HERE/armnnDelegate.map" | sha256sum | cut -d' ' -f1; }
 cache_key() { printf '%s\n' "$@" | sha256sum | cut -d' ' -f1; }
+build_arch() {
+    a=$(dpkg --print-architecture 2>/dev/null || uname -m)
+    case "$a" in x86_64) echo amd64 ;; aarch64) echo arm64 ;; *) echo "$a" ;; esac
+}
+triplet() {
+    case "$1" in
+        amd64) echo x86_64-linux-gnu ;;
+        arm64) echo aarch64-linux-gnu ;;
+        *) die "unsupported architecture $1 (amd64, arm64)" ;;
+    esac
+}
 tfl_dir() {
     if [ -d "$1/tflite" ]; then echo tflite
     elif [ -d "$1/tensorflow/lite" ]; then echo tensorflow/lite
@@ -94,30 +115,16 @@ tfl_dir() {
     fi
 }
 
-# The cache key `build` would use, computed without a toolchain (for callers on the host).
-cmd_key() {
-    sha="" headers="$REPO/../shared/third_party/litert-tflite" arch=""
-    while [ $# -gt 0 ]; do
-        case "$1" in
-            --sha256) sha=$2; shift 2 ;;
-            --headers) headers=$2; shift 2 ;;
-            --arch) arch=$2; shift 2 ;;
-            *) die "unknown argument $1" ;;
-        esac
-    done
-    [ -n "$sha" ] && [ -n "$arch" ] || die "usage: build.sh key --sha256 HEX --arch ARCH [--headers DIR]"
-    headers=$(cd "$headers" && pwd)
-    cache_key "$sha" "$(headers_hash "$headers" "$(tfl_dir "$headers")")" "$(recipe_hash)" "$arch"
-}
-
 cmd_build() {
-    src="" sha="" headers="$REPO/../shared/third_party/litert-tflite" out=""
+    src="" sha="" headers="$REPO/../shared/third_party/litert-tflite" out="" arch="" sysroot=""
     while [ $# -gt 0 ]; do
         case "$1" in
             --source) src=$2; shift 2 ;;
             --sha256) sha=$2; shift 2 ;;
             --headers) headers=$2; shift 2 ;;
             --out) out=$2; shift 2 ;;
+            --target-arch) arch=$2; shift 2 ;;
+            --sysroot) sysroot=$2; shift 2 ;;
             *) die "unknown argument $1" ;;
         esac
     done
@@ -132,17 +139,34 @@ cmd_build() {
         [ -f "$headers/$s" ] && { schema="$headers/$s"; break; }
     done
     [ -n "$schema" ] || die "no schema.fbs under $headers/$tfl"
-    arch=$(dpkg --print-architecture 2>/dev/null || uname -m)
-    case "$arch" in x86_64) arch=amd64 ;; aarch64) arch=arm64 ;; esac
+    here=$(build_arch)
+    arch=${arch:-$here}
+    tr=$(triplet "$arch")
+    if [ "$arch" = "$here" ]; then
+        CXX=${CXX:-g++} list=trixie-delegate-build.txt
+    else
+        CXX=${CXX:-$tr-g++} list=trixie-delegate-cross-$arch.txt
+    fi
     out=${out:-$REPO/.cache/armnn-delegate/$arch}
-    for tool in g++ flatc xz tar; do
-        command -v "$tool" >/dev/null || die "$tool not found: run inside trixie with docker/packages/trixie-delegate-build.txt"
+    for tool in "$CXX" flatc xz tar; do
+        command -v "$tool" >/dev/null || die "$tool not found: run inside trixie with docker/packages/$list"
     done
-    [ -f /usr/include/armnn/ArmNN.hpp ] || die "no /usr/include/armnn (libarmnn-dev missing)"
+    inc=${sysroot:+$sysroot}/usr/include
+    [ -f "$inc/armnn/ArmNN.hpp" ] || die "no $inc/armnn (libarmnn-dev${sysroot:+ in the sysroot} missing)"
+    set -- ${sysroot:+"--sysroot=$sysroot"}
+    [ "$("$CXX" "$@" -print-file-name=libarmnn.so)" != libarmnn.so ] \
+        || die "$CXX finds no libarmnn.so for $arch (libarmnn-dev:$arch missing; see docker/packages/$list)"
+    machine=$("$CXX" -dumpmachine)
+    case "$machine" in
+        "$tr"|"$(echo "$tr" | sed 's/-linux-gnu$/-unknown-linux-gnu/')") ;;
+        *) die "$CXX builds for $machine, not $arch ($tr)" ;;
+    esac
+    # The toolchain is part of the key: its target and version (a compiler update rebuilds).
+    toolchain="$machine $("$CXX" -dumpfullversion)"
 
     hh=$(headers_hash "$headers" "$tfl")
     sh_=$(recipe_hash)
-    key=$(cache_key "$sha" "$hh" "$sh_" "$arch")
+    key=$(cache_key "$sha" "$hh" "$sh_" "$arch" "$toolchain")
     if [ -f "$out/$LIB" ] && grep -q "\"key\": \"$key\"" "$out/stamp.json" 2>/dev/null; then
         log "$out/$LIB is up to date (key $key)"
         exit 0
@@ -164,7 +188,7 @@ cmd_build() {
         cp "$work/gen/tensorflow/lite/schema/schema_generated.h" "$work/gen/tflite/schema/"
         cp "$work/gen/tensorflow/lite/schema/schema_generated.h" "$work/gen/tflite/converter/schema/"
     fi
-    cflags="-std=c++17 -O2 -fPIC -DNDEBUG -DFMT_HEADER_ONLY -w
+    cflags="${sysroot:+--sysroot=$sysroot} -std=c++17 -O2 -fPIC -DNDEBUG -DFMT_HEADER_ONLY -w
         -I$work/gen -I$work/inc -I$headers
         -I$s/delegate/classic/include -I$s/delegate/classic/src
         -I$s/delegate/common/include -I$s/delegate/common/src
@@ -182,7 +206,7 @@ cmd_build() {
         o="$work/$i.o"
         objs="$objs $o"
         # shellcheck disable=SC2086
-        g++ $cflags -c "$f" -o "$o" &
+        "$CXX" $cflags -c "$f" -o "$o" &
         pids="$pids $!"
         if [ $((i % jobs)) -eq 0 ]; then
             for p in $pids; do wait "$p" || die "compile failed (see above)"; done
@@ -191,10 +215,10 @@ cmd_build() {
     done
     for p in $pids; do wait "$p" || die "compile failed (see above)"; done
     # shellcheck disable=SC2086
-    g++ -shared -o "$work/$LIB" $objs -Wl,--version-script="$HERE/armnnDelegate.map" \
+    "$CXX" ${sysroot:+--sysroot=$sysroot} -shared -o "$work/$LIB" $objs -Wl,--version-script="$HERE/armnnDelegate.map" \
         -Wl,-soname,$LIB -Wl,--no-undefined -Wl,--as-needed -larmnn -lflatbuffers
     ver() { sed -n "s/^#define $2 \([0-9]*\).*/\1/p" "$1"; }
-    vh=/usr/include/armnn/Version.hpp
+    vh=$inc/armnn/Version.hpp
     armnn_version="$(ver $vh ARMNN_MAJOR_VERSION).$(ver $vh ARMNN_MINOR_VERSION).$(ver $vh ARMNN_PATCH_VERSION)"
     dv="$s/delegate/classic/include/Version.hpp"
     delegate_version="$(ver "$dv" DELEGATE_MAJOR_VERSION).$(ver "$dv" DELEGATE_MINOR_VERSION).$(ver "$dv" DELEGATE_PATCH_VERSION)"
@@ -206,6 +230,8 @@ cmd_build() {
 {
   "key": "$key",
   "arch": "$arch",
+  "build_arch": "$here",
+  "toolchain": "$toolchain",
   "armnn_release": "$release",
   "armnn_version": "$armnn_version",
   "delegate_version": "$delegate_version",
@@ -226,7 +252,6 @@ cmd=$1; shift
 case "$cmd" in
     fetch) cmd_fetch "$@" ;;
     build) cmd_build "$@" ;;
-    key) cmd_key "$@" ;;
     -h|--help) sed -n '2,/^set -eu/p' "$0" | sed -e '$d' -e 's/^# \{0,1\}//' ;;
     *) die "unknown command $cmd (fetch, build)" ;;
 esac
