@@ -103,6 +103,7 @@ def test_gpuacc_tuning_options_are_refused_honestly() -> None:
     p = armnn.probe()
     if p.features.get("runtime_backend_options"):
         pytest.skip("this PyArmNN exposes runtime backend options")
-    opts = armnn.ArmNNOptions(gpu_tuning_level=2, gpu_tuning_file="/tmp/tuning.bin")
+    # the parser route; `auto` takes the delegate for these options when it is there
+    opts = armnn.ArmNNOptions(route="parser", gpu_tuning_level=2, gpu_tuning_file="/tmp/tuning.bin")
     with pytest.raises(armvww.OptionError, match="runtime options"):
         armvww.Detector("vww2", backend="GpuAcc", options=opts)

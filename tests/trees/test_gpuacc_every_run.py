@@ -1,0 +1,97 @@
+"""GpuAcc on PoCL with one small model of armvww's own making (all six VWW operator types,
+wired like MicroNet), on both Arm NN routes (PyArmNN parser, the project's cross-built TfLite
+delegate), against LiteRT. Runs ``tests/gpuacc/test_gpuacc_every_run.py`` inside the lane
+(``tools/gpuacc_lane.sh``: trixie arm64 tree + PoCL + armvww's OpenCL shim, under qemu).
+
+The delegate is the project's own build (``make armnn-delegate DELEGATE_ARCH=arm64``,
+cross-compiled, cached in ``.cache/armnn-delegate/arm64``); PoCL's compiled kernels are kept
+in ``$ARMVWW_POCL_CACHE_DIR`` (default ``.cache/pocl-kernels``), so a second run skips the
+compiles. A functional check of GpuAcc, not of Mali speed. Cost and why it is opt-in in
+``make test``: README ("GpuAcc on PoCL").
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import time
+import xml.etree.ElementTree as ET
+from pathlib import Path
+
+import pytest
+
+from ..conftest import REPO, SHARED, report_line
+
+pytestmark = [
+    pytest.mark.trees,
+    pytest.mark.gpuacc,
+    pytest.mark.slow,
+    pytest.mark.optional,
+    pytest.mark.skipif(
+        os.environ.get("ARMVWW_GPUACC") != "1" and os.environ.get("ARMVWW_GPUACC_SMALL") != "1",
+        reason="opt-in (a cold run compiles PoCL kernels under qemu for ~20 min): "
+        "ARMVWW_GPUACC_SMALL=1 make test, or make test-gpuacc",
+    ),
+]
+
+TREES = Path(os.environ.get("ARMVWW_TREES_DIR", REPO / ".cache" / "trees"))
+EXPECTED = {"test_parser_route", "test_delegate_route"}
+
+
+def test_gpuacc_small_model_both_routes(tmp_path: Path) -> None:
+    if os.geteuid() != 0:
+        pytest.skip("the GpuAcc lane needs root (chroot, binfmt_misc)")
+    start = time.monotonic()
+    subprocess.run(
+        [sys.executable, str(REPO / "tools" / "armnn_delegate.py"), "build", "--arch", "arm64"],
+        check=True,
+        timeout=3600,
+    )
+    built = time.monotonic()
+    kernels = Path(os.environ.get("ARMVWW_POCL_CACHE_DIR", REPO / ".cache" / "pocl-kernels"))
+    cache_state = "warm" if kernels.is_dir() and any(kernels.iterdir()) else "cold"
+    report = tmp_path / "gpuacc.txt"
+    junit = tmp_path / "gpuacc.xml"
+    tree = os.environ.get("ARMVWW_POCL_TREE", str(TREES / "trixie-arm64-pocl"))
+    cmd = [
+        "sh",
+        str(REPO / "tools" / "gpuacc_lane.sh"),
+        "--tree",
+        tree,
+        "--bind",
+        str(SHARED),
+        "--env",
+        f"ARMVWW_SHARED={SHARED}",
+        "--env",
+        f"ARMVWW_REPORT_FILE={report}",
+        "--",
+        "python3",
+        "-m",
+        "pytest",
+        "tests/gpuacc/test_gpuacc_every_run.py",
+        "-q",
+        "-p",
+        "no:cacheprovider",
+        f"--junitxml={junit}",
+        "-o",
+        "addopts=-ra",
+    ]
+    env = dict(os.environ, ARMVWW_POCL_CACHE_DIR=str(kernels))
+    proc = subprocess.run(cmd, cwd=REPO, env=env, capture_output=True, text=True, timeout=3600)
+    if report.exists():
+        for line in report.read_text().splitlines():
+            report_line(f"[gpuacc-pocl small model] {line}")
+    report_line(
+        f"[gpuacc-pocl small model] arm64 delegate build {built - start:.0f} s, lane "
+        f"{time.monotonic() - built:.0f} s (tree, shim, probes, both routes; PoCL kernel cache "
+        f"{cache_state})"
+    )
+    tail = "\n".join((proc.stdout + proc.stderr).splitlines()[-30:])
+    assert proc.returncode == 0, tail
+    passed = {
+        c.get("name", "?")
+        for c in ET.parse(junit).iter("testcase")
+        if not any(k.tag in ("failure", "error", "skipped") for k in c)
+    }
+    assert passed >= EXPECTED, (passed, tail)
