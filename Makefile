@@ -106,8 +106,7 @@ test-main:
 ## test-gpuacc: opt-in GpuAcc-on-PoCL lane (functional check of GpuAcc, not Mali speed;
 ##              ~600 MB, ~30 min of kernel compiles per model on a cold cache)
 test-gpuacc: install host-deps
-	@$(MAKE) --no-print-directory armnn-delegate DELEGATE_ARCH=arm64
-	ARMVWW_GPUACC=1 $(PY) -m pytest tests/trees/test_gpuacc_every_run.py tests/trees/test_gpuacc_lane.py $(PYTEST_ARGS)
+	ARMVWW_GPUACC=1 $(PY) -m pytest tests/trees/test_gpuacc_lane.py $(PYTEST_ARGS)
 
 ## test-tflite-runtime: only the [tflite] lane (tflite-runtime 2.14, numpy < 2, its own
 ## Python 3.11 venv in .cache/venv-tflite); `make test` runs it too

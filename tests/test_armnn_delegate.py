@@ -321,15 +321,8 @@ def test_not_found_names_the_build_command_and_it_runs_as_printed(
     # outside a checkout (a wheel): no make command to offer
     monkeypatch.setattr(armnn_delegate, "REPO", tmp_path / "site-packages")
     assert "make" not in armnn_delegate.find_delegate().reason
-    # run as printed, from another folder: a no-op when built (make test builds it first),
-    # else make's dry run (a cold build takes minutes and root)
-    built = real / ".cache" / "armnn-delegate" / arch / "stamp.json"
-    run = built.is_file() and os.geteuid() == 0
-    cmd = want.split() + ([] if run else ["-n"])
-    proc = subprocess.run(cmd, cwd=tmp_path, capture_output=True, text=True, timeout=600)
+    # run as printed, from another folder, as make's dry run (the real one builds the image
+    # stage with buildah: minutes): the target exists there and runs the image recipe
+    proc = subprocess.run([*want.split(), "-n"], cwd=tmp_path, capture_output=True, text=True)
     assert proc.returncode == 0, proc.stdout + proc.stderr
-    if run:
-        lib = real / ".cache" / "armnn-delegate" / arch / armnn_delegate.LIB_NAME
-        assert str(lib) in proc.stdout, proc.stdout + proc.stderr
-    else:
-        assert f"tools/armnn_delegate.py build --arch {arch}" in proc.stdout, proc.stdout
+    assert "tools/images.sh delegate" in proc.stdout, proc.stdout
