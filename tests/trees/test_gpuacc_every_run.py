@@ -30,7 +30,7 @@ pytestmark = [
     pytest.mark.skipif(
         os.environ.get("ARMVWW_GPUACC") != "1" and os.environ.get("ARMVWW_GPUACC_SMALL") != "1",
         reason="opt-in (a cold run compiles PoCL kernels under qemu for ~20 min): "
-        "ARMVWW_GPUACC_SMALL=1 make test, or make test-gpuacc",
+        "ARMVWW_GPUACC_SMALL=1 make test (make test-gpuacc runs it within tests/gpuacc)",
     ),
 ]
 
