@@ -82,6 +82,7 @@ def _run_suite(
     junit = tmp_path / f"{lane}.xml"
     report = tmp_path / f"{lane}.txt"
     reasons: dict[str, str] = {}
+    why_failed: list[str] = []  # each failure's own message (the tail may not show it)
     full_env = dict(os.environ, **env, ARMVWW_REPORT_FILE=str(report), ARMVWW_SHARED=str(SHARED))
     # the lane's skips are checked by name and reason here (_expect_skips) instead
     full_env.pop("ARMVWW_STRICT", None)
@@ -109,6 +110,9 @@ def _run_suite(
         name = case.get("name", "?")
         if kids.keys() & {"failure", "error"}:
             state = "failed"
+            bad = kids.get("failure", kids.get("error"))
+            text = ((bad.get("message") or "") + "\n" + (bad.text or ""))[-3000:]
+            why_failed.append(f"{module}::{name}: {text}")
         elif "skipped" in kids:
             state = "skipped"
             reasons[f"{module}::{name}"] = kids["skipped"].get("message") or ""
@@ -127,7 +131,8 @@ def _run_suite(
         )
         + f" in {took:.0f} s (load {os.getloadavg()[0]:.1f})"
     )
-    assert proc.returncode == 0, f"{lane}: the Arm NN suite failed\n{tail}"
+    failed = "\n".join(why_failed)
+    assert proc.returncode == 0, f"{lane}: the Arm NN suite failed\n{failed}\n{tail}"
     _expect_skips(lane, reasons, expected_skips)
     return outcomes
 
