@@ -12,6 +12,18 @@ import stat
 
 from .errors import ArmvwwError, InputError
 
+#: What reading and decoding an untrusted cache file of our own (JSON verdicts, the
+#: ``fastest`` choice) can raise: each means "unsound, ignore it and measure again".
+UNSOUND_CACHE_ERRORS: tuple[type[BaseException], ...] = (
+    ArmvwwError,
+    ValueError,
+    KeyError,
+    TypeError,
+    AttributeError,
+    RecursionError,
+    MemoryError,
+)
+
 
 def read_regular_file(
     path: str | os.PathLike[str], limit: int, what: str, error: type[ArmvwwError]

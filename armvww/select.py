@@ -237,15 +237,7 @@ def _load(path: Path, runtimes: dict[str, str]) -> FastestChoice | None:
         return FastestChoice(
             order, med, dict(d.get("skipped", {})), True, str(path), str(d.get("measured_at", ""))
         )
-    except (
-        ArmvwwError,
-        ValueError,
-        KeyError,
-        TypeError,
-        AttributeError,
-        RecursionError,
-        MemoryError,
-    ) as exc:
+    except files.UNSOUND_CACHE_ERRORS as exc:
         log.warning("ignoring the fastest-backend cache %s (%s); measuring again", path, exc)
         return None
 

@@ -170,15 +170,7 @@ def _load(path: Path, key: dict[str, Any]) -> Verdict | None:
         if not isinstance(ok, bool) or not all(isinstance(v, str) for v in (reason, plan_s, said)):
             raise ValueError("fields of the wrong type")
         return Verdict(ok, reason, "disk", 0.0, plan_s, said)
-    except (
-        ArmvwwError,
-        ValueError,
-        KeyError,
-        TypeError,
-        AttributeError,
-        RecursionError,
-        MemoryError,
-    ) as exc:
+    except files.UNSOUND_CACHE_ERRORS as exc:
         log.warning("ignoring the vetting verdict %s (%s); vetting again", path, exc)
         return None
 
