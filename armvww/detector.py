@@ -14,12 +14,12 @@ from typing import Any
 
 import numpy as np
 
-from . import images, preprocess
-from .backends.base import BackendOptions
+from . import backends, images, pipeline, preprocess
+from .backends.base import BackendOptions, Session
 from .errors import ArmvwwError, BackendError, InputError, OptionError
 from .model import Model
 from .model.store import ModelSource, load_model
-from .pipeline import PlanSpec, Preparer, prepared
+from .pipeline import PlanSpec, Preparer
 from .select import BackendSpec, OptionsSpec, Selection, check_names, open_backend
 
 log = logging.getLogger(__name__)
@@ -272,21 +272,40 @@ class Detector:
         (:class:`InputError`) there, and the iteration stops: everything before it is kept.
 
         Pipelined (:mod:`armvww.pipeline`): decoding and preprocessing of the next items run
-        in ``workers`` while this thread runs inference on the current one. ``"auto"``
-        chooses by input kind, usable cores and whether the inference holds the GIL
-        (:func:`armvww.pipeline.choose_plan`; the Arm NN parser route does);
+        in ``workers`` while this thread runs inference on the current one; for a backend
+        whose session can be replicated (LiteRT), a plan may run inference in the workers
+        too, each in its own session of the same backend, options and runtime (the results
+        say so exactly as this Detector's own would). ``"auto"`` chooses by input kind,
+        usable cores, whether the inference holds the GIL (the Arm NN parser route does)
+        and whether the session can be replicated (:func:`armvww.pipeline.choose_plan`);
         ``"none"`` is the plain sequential loop; ``"thread"``, ``"process"`` or a
         :class:`~armvww.pipeline.Plan` override it. At most ``Plan.window`` items are held.
         A worker process that dies is retried item by item and then an error on its item;
         Ctrl-C stops and joins every worker before ``KeyboardInterrupt`` propagates.
 
         Raises:
-            InputError: a bad ``workers`` value.
+            InputError: a bad ``workers`` value, or a plan that infers in the workers for a
+                backend whose session cannot be replicated.
         """
         # PyArmNN's EnqueueWorkload holds the GIL (benchmarks/results-x86_64.md); LiteRT's
         # invoke, and so the Arm NN delegate route inside it, releases it
         holds_gil = self.route == "parser"
-        for label, out in prepared(self._prep, items, workers, holds_gil):
+        options = self._session.replica_options
+        s = pipeline.stream(items, workers, holds_gil, replicable=options is not None)
+        if s.plan.infer:
+            if options is None:
+                raise InputError(
+                    f"{self.backend} ({self.runtime}) runs one session only: a pipeline plan "
+                    "cannot infer in its workers (use infer=False)"
+                )
+            replica = _Replica(self.model.data, self.backend, options, self._prep, self.runtime)
+            for label, out in pipeline.run(replica, s):
+                if isinstance(out, ArmvwwError):
+                    yield self._failed(label, out)
+                else:
+                    yield self.classify(out, label)
+            return
+        for label, out in pipeline.run(self._prep, s):
             if isinstance(out, ArmvwwError):
                 yield self._failed(label, out)
                 continue
@@ -338,6 +357,66 @@ class Detector:
             f"Detector(model={self.model.name!r}, backend={self.backend!r}, "
             f"threshold={self.threshold})"
         )
+
+
+class _Replica:
+    """The whole image -> raw output path in a pipeline worker (:attr:`Plan.infer`): the
+    Detector's preprocessing, then a session of the Detector's own backend, opened with the
+    same options on first use in each worker thread or process (one per worker, never
+    shared), whose runtime must be the Detector's. Picklable: the model travels as bytes.
+
+    Raises (per item, as its result):
+        ImageDecodeError, InputError: the image cannot be used.
+        BackendError: the worker's session could not be opened, runs another runtime than
+            the Detector's, or failed.
+    """
+
+    def __init__(
+        self, data: bytes, backend: str, options: BackendOptions, prep: Preparer, runtime: str
+    ) -> None:
+        self._data = data
+        self._backend = backend
+        self._options = options
+        self._prep = prep
+        self._runtime = runtime
+        self._local = threading.local()
+
+    def __getstate__(self) -> dict[str, Any]:
+        state = dict(self.__dict__)
+        del state["_local"]  # sessions are per worker: never pickled
+        return state
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        self.__dict__.update(state)
+        self._local = threading.local()
+
+    def _session(self) -> Session:
+        local = self._local
+        if getattr(local, "error", None) is not None:
+            raise local.error
+        session: Session | None = getattr(local, "session", None)
+        if session is None:
+            try:
+                session = backends.get(self._backend).open(load_model(self._data), self._options)
+            except ArmvwwError as exc:
+                local.error = BackendError(
+                    f"a pipeline worker could not open its own {self._backend} session: {exc}"
+                )
+                raise local.error from exc
+            if session.runtime != self._runtime:
+                session.close()
+                local.error = BackendError(
+                    f"a pipeline worker's {self._backend} session runs {session.runtime}, "
+                    f"not the Detector's {self._runtime}: refusing to mix runtimes"
+                )
+                raise local.error
+            local.session = session
+            log.debug("pipeline worker: own %s session (%s)", self._backend, session.runtime)
+        return session
+
+    def __call__(self, image: images.ImageInput) -> np.ndarray:
+        q = self._prep(image)
+        return np.array(self._session().run(q), dtype=np.int8, copy=True).reshape(-1)
 
 
 def _check_arguments(

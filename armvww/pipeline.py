@@ -1,10 +1,18 @@
-"""Pipelined preparation: decode and preprocess in workers while the caller infers.
+"""Pipelined detection: decode and preprocess in workers, and infer there or in the caller.
 
 :class:`Preparer` is the shared preprocessing of one model (image -> int8 input tensor), a
 small picklable object so that worker processes can run it. :func:`prepared` runs a preparer
 over a stream of items in workers and yields ``(source, tensor or error)`` **in input order,
 each item exactly once**, so the caller (the :class:`~armvww.detector.Detector`) can run
 inference on item *k* while the workers decode items *k+1 ... k+window*.
+
+When the backend's session can be opened again beside itself at full speed (a CPU runtime:
+:attr:`armvww.backends.base.Session.replica_options`), a plan may instead run the whole
+image -> raw output path in each worker, each with its own inference session
+(:attr:`Plan.infer`; the Detector's stage for it is a picklable replica of itself): the
+caller then only hands out items and collects results, and every core runs both stages.
+:func:`stream` resolves the plan (looking at the first items for ``"auto"``) and
+:func:`run` runs a stage over it.
 
 How the workers run is a :class:`Plan`:
 
@@ -13,8 +21,11 @@ How the workers run is a :class:`Plan`:
   overlap with an inference that releases it too (LiteRT's ``invoke`` does); the Python
   parts of preprocessing do not overlap.
 * ``"process"``: worker processes (fresh interpreters started with ``sys.executable``; the
-  caller's ``__main__`` is never re-imported), each fed chunks of items through its own
-  socket; no GIL is shared, at the cost of pickling every item and tensor.
+  caller's ``__main__`` is never re-imported), fed chunks of items; no GIL is shared, at the
+  cost of pickling every item and result. The stage is sent once, when a worker starts, and
+  the chunk size adapts to the measured cost of an item (a task of about
+  :data:`TASK_SECONDS`, at most ``Plan.chunk`` items): cheap photos go 40-64 at a time,
+  large ones one or two.
 
 :func:`choose_plan` picks one from the usable cores and the input kind (see its rule, which
 comes from ``benchmarks/run_benchmarks.py``); every choice is overridable.
@@ -46,6 +57,7 @@ import pickle
 import signal
 import sys
 import threading
+import time
 from collections import deque
 from collections.abc import Callable, Iterator
 from concurrent.futures import Future, ProcessPoolExecutor, ThreadPoolExecutor
@@ -121,9 +133,12 @@ class Plan:
     Attributes:
         kind: ``"none"``, ``"thread"`` or ``"process"``.
         workers: worker count (ignored for ``"none"``).
-        chunk: items per task sent to a worker (amortises the per-task cost; 1 for frames).
+        chunk: items per task sent to a worker (amortises the per-task cost; 1 for frames);
+            for processes the most per task (the size adapts, see the module docs).
         window: most items taken from the input and not yet returned; the memory bound.
         reason: why this plan (for logs and reports).
+        infer: each worker also runs inference, in a session of its own (only for a
+            backend whose sessions can be replicated; see the module docs).
     """
 
     kind: Kind = "none"
@@ -131,6 +146,7 @@ class Plan:
     chunk: int = 1
     window: int = 1
     reason: str = ""
+    infer: bool = False
 
     def __post_init__(self) -> None:
         if self.kind not in KINDS:
@@ -139,31 +155,49 @@ class Plan:
             v = getattr(self, name)
             if not isinstance(v, int) or isinstance(v, bool) or not 1 <= v <= 4096:
                 raise InputError(f"pipeline {name} must be an integer in [1, 4096], got {v!r}")
+        if not isinstance(self.infer, bool):
+            raise InputError(f"pipeline infer must be True or False, got {self.infer!r}")
+        if self.infer and self.kind == "none":
+            raise InputError("a sequential pipeline plan has no workers to infer in")
 
     @classmethod
     def of(
-        cls, kind: Kind, workers: int | None = None, chunk: int | None = None, reason: str = ""
+        cls,
+        kind: Kind,
+        workers: int | None = None,
+        chunk: int | None = None,
+        reason: str = "",
+        infer: bool = False,
     ) -> Plan:
-        """A plan of ``kind`` with defaults: workers = usable cores, chunk 16 for processes
-        and 1 otherwise, window = 2 chunks per worker (1 item for ``"none"``)."""
+        """A plan of ``kind`` with defaults: workers = usable cores, chunk
+        :data:`PROCESS_CHUNK` (the most; adaptive) for processes and 1 otherwise, window =
+        2 chunks per worker (1 item for ``"none"``)."""
         if kind == "none":
             return cls("none", 1, 1, 1, reason or "requested")
         n = workers if workers is not None else machine.usable_cores()
-        c = chunk if chunk is not None else (16 if kind == "process" else 1)
-        return cls(kind, n, c, max(2, 2 * n) * c, reason or "requested")
+        c = chunk if chunk is not None else (PROCESS_CHUNK if kind == "process" else 1)
+        return cls(kind, n, c, max(2, 2 * n) * c, reason or "requested", infer)
 
     def describe(self) -> str:
-        """One line: kind, workers, chunk, window and the reason."""
+        """One line: kind, workers, chunk, window, where inference runs and the reason."""
         if self.kind == "none":
             return f"sequential ({self.reason})"
+        per = "at most " if self.kind == "process" else ""
+        where = "each worker infers in its own session" if self.infer else "the caller infers"
         return (
-            f"{self.workers} {self.kind} workers, {self.chunk} items per task, at most "
-            f"{self.window} items held ({self.reason})"
+            f"{self.workers} {self.kind} workers, {per}{self.chunk} items per task, at most "
+            f"{self.window} items held, {where} ({self.reason})"
         )
 
 
 #: Below this many known items, starting worker processes costs more than it saves.
 MIN_ITEMS_FOR_PROCESSES = 1000
+#: Most items per task sent to a worker process (the size adapts below it).
+PROCESS_CHUNK = 64
+#: The aim for one task's work in a worker process, seconds: long enough that the per-task
+#: cost (about 0.5 ms: pickling, two pipe hops, waking a worker) is a few percent, short
+#: enough that the last tasks of a run keep both cores busy.
+TASK_SECONDS = 0.025
 
 
 def choose_plan(
@@ -171,31 +205,41 @@ def choose_plan(
     count: int | None = None,
     cores: int | None = None,
     inference_holds_gil: bool = False,
+    replicable: bool = False,
 ) -> Plan:
     """The plan for this input kind and machine (``benchmarks/pipeline_bench.py``; LiteRT on
     x86-64, 2 cores; ``benchmarks/gil_release.py`` for which inference holds the GIL).
 
     * one usable core: ``"none"`` (any worker only adds its cost);
     * files or bytes (decoding in Python-held Pillow code costs 2-4x the inference): worker
-      processes, one per core, chunks of 16 (the per-task cost: chunks of 4 reached 0.55 of
-      the CPU bound, chunks of 16 0.76, on 2,600 photo files at load 0.5-1); fewer than
+      processes, one per core, adaptive chunks of up to :data:`PROCESS_CHUNK` items; when
+      the backend is ``replicable`` (LiteRT), each worker also infers in its own session and
+      the caller only collects (0.93 of the CPU bound on 5,200 photo files, against 0.75 when
+      the caller infers and hands out chunks of 16); fewer than
       :data:`MIN_ITEMS_FOR_PROCESSES` known items: one thread (starting two worker
       interpreters costs 0.5-4 s here, depending on the load, against about 0.3 ms saved
       per item);
-    * arrays (frames): one preparing thread, items one at a time: pickling a frame to a
-      process costs about what preparing it does; but when the inference holds the GIL
-      (PyArmNN's ``EnqueueWorkload``, the Arm NN parser route), a thread cannot overlap it,
-      so one worker process, items one at a time.
+    * arrays (frames), items one at a time (a camera's frame is not held back to fill a
+      chunk): pickling a frame to a process costs about what preparing it does, so threads;
+      when the backend is ``replicable``, one thread per core, each preparing and inferring
+      in its own session (LiteRT's ``invoke`` and Pillow's resize release the GIL), holding
+      at most 2 frames per thread; else one preparing thread while the caller infers; but
+      when the inference holds the GIL (PyArmNN's ``EnqueueWorkload``, the Arm NN parser
+      route), a thread cannot overlap it, so one worker process.
     """
     n = cores if cores is not None else machine.usable_cores()
     if n <= 1:
         return Plan.of("none", reason="one usable core")
     if not files and inference_holds_gil:
         return Plan.of("process", 1, 1, reason="arrays, inference holds the GIL: one process")
+    if not files and replicable:
+        return Plan.of("thread", n, 1, reason=f"arrays on {n} cores", infer=True)
     if not files:
         return Plan.of("thread", 1, 1, reason="arrays: one preparing thread")
     if count is not None and count < MIN_ITEMS_FOR_PROCESSES:
         return Plan.of("thread", 1, 1, reason=f"{count} files: too few to start processes")
+    if replicable:
+        return Plan.of("process", n, reason=f"files on {n} cores", infer=True)
     return Plan.of("process", n, reason=f"files on {n} cores")
 
 
@@ -224,7 +268,9 @@ def _prepare_one(prepare: Callable[[Any], np.ndarray], item: Any) -> Outcome:
 PlanSpec = Plan | Literal["auto", "none", "thread", "process"]
 
 
-def _auto(spec: str, jobs: Iterator[_Job], holds_gil: bool) -> tuple[Plan, Iterator[_Job]]:
+def _auto(
+    spec: str, jobs: Iterator[_Job], holds_gil: bool, replicable: bool
+) -> tuple[Plan, Iterator[_Job]]:
     """The plan for ``spec``; for ``"auto"``, look at up to :data:`MIN_ITEMS_FOR_PROCESSES`
     items first (they are kept and come first)."""
     if spec in KINDS:
@@ -240,12 +286,67 @@ def _auto(spec: str, jobs: Iterator[_Job], holds_gil: bool) -> tuple[Plan, Itera
             break
     files = all(_is_file_like(j[2]) for j in head)
     count = len(head) if len(head) < MIN_ITEMS_FOR_PROCESSES else None
-    return choose_plan(files, count, None, holds_gil), itertools.chain(head, jobs)
+    return choose_plan(files, count, None, holds_gil, replicable), itertools.chain(head, jobs)
 
 
 def _is_file_like(item: object) -> bool:
     """A path (cheap to hold while looking ahead); bytes count as arrays (one thread)."""
     return isinstance(item, (str, os.PathLike, images.BadItem))
+
+
+@dataclass
+class Stream:
+    """The items of one pipeline run, numbered and labelled lazily, and the plan that runs
+    them (made by :func:`stream`, consumed once by :func:`run`)."""
+
+    plan: Plan
+    jobs: Iterator[_Job]
+
+
+def stream(
+    items: object,
+    plan: PlanSpec = "auto",
+    inference_holds_gil: bool = False,
+    replicable: bool = False,
+) -> Stream:
+    """Resolve ``plan`` for ``items``: ``"auto"`` looks at the first items (up to
+    :data:`MIN_ITEMS_FOR_PROCESSES` paths, kept and run first) and asks :func:`choose_plan`,
+    with whether inference holds the GIL and whether the backend's session is
+    ``replicable`` (then the plan may infer in the workers: :attr:`Plan.infer`).
+
+    ``items`` follows the input rules of :func:`armvww.images.expand_inputs` (one image, or
+    an iterable of them; folders expand; an iterable that raises ends with an error item).
+
+    Raises:
+        InputError: ``plan`` is not a Plan, ``"auto"`` or a kind.
+    """
+    jobs = _jobs(items)
+    if isinstance(plan, Plan):
+        return Stream(plan, jobs)
+    resolved, jobs = _auto(plan, jobs, inference_holds_gil, replicable)
+    return Stream(resolved, jobs)
+
+
+def run(stage: Callable[[Any], np.ndarray], s: Stream) -> Iterator[tuple[str, Outcome]]:
+    """Yield ``(label, stage(item) or ArmvwwError)`` for every item of ``s``, in input order.
+
+    ``stage`` must be picklable for ``"process"`` plans (a :class:`Preparer` is; so is the
+    Detector's replica for :attr:`Plan.infer`). Errors other than :class:`ArmvwwError`
+    raised by ``stage`` propagate, as in a plain loop.
+
+    Raises:
+        KeyboardInterrupt: after the workers are stopped (see the module docs).
+    """
+    plan, jobs = s.plan, s.jobs
+    log.debug("pipeline: %s", plan.describe())
+    if plan.kind == "none":
+        for _, label, item in jobs:
+            yield label, _prepare_one(stage, item)
+    elif plan.kind == "thread":
+        yield from _threaded(stage, jobs, plan)
+    else:
+        with _ProcessPool(stage, plan.workers) as pool:
+            yield from pool.run(jobs, plan)
 
 
 def prepared(
@@ -254,29 +355,18 @@ def prepared(
     plan: PlanSpec = "auto",
     inference_holds_gil: bool = False,
 ) -> Iterator[tuple[str, Outcome]]:
-    """Yield ``(label, tensor or ArmvwwError)`` for every item, in input order.
-
-    ``items`` follows the input rules of :func:`armvww.images.expand_inputs` (one image, or
-    an iterable of them; folders expand; an iterable that raises ends with an error item).
-
-    ``prepare`` must be picklable for ``"process"`` plans (a :class:`Preparer` is). Errors
-    other than :class:`ArmvwwError` raised by ``prepare`` propagate, as in a plain loop.
+    """Yield ``(label, tensor or ArmvwwError)`` for every item, in input order: ``prepare``
+    (a :class:`Preparer`) run by :func:`run` over :func:`stream` ``(items, plan)``; the
+    caller infers (a plan with :attr:`Plan.infer` is refused).
 
     Raises:
+        InputError: a bad ``plan``, or one that infers in the workers.
         KeyboardInterrupt: after the workers are stopped (see the module docs).
     """
-    jobs = _jobs(items)
-    if not isinstance(plan, Plan):
-        plan, jobs = _auto(plan, jobs, inference_holds_gil)
-    log.debug("pipeline: %s", plan.describe())
-    if plan.kind == "none":
-        for _, label, item in jobs:
-            yield label, _prepare_one(prepare, item)
-    elif plan.kind == "thread":
-        yield from _threaded(prepare, jobs, plan)
-    else:
-        with _ProcessPool(prepare, plan.workers) as pool:
-            yield from pool.run(jobs, plan)
+    s = stream(items, plan, inference_holds_gil)
+    if s.plan.infer:
+        raise InputError("prepared() runs preparation only: its plan cannot infer in workers")
+    yield from run(prepare, s)
 
 
 def _chunks(jobs: Iterator[_Job], size: int) -> Iterator[list[_Job]]:
@@ -321,15 +411,25 @@ def _threaded(
 
 
 # -- worker processes --------------------------------------------------------------------------
-def _worker_init() -> None:
-    """In each worker process: ignore SIGINT (a Ctrl-C reaches the whole process group;
-    the parent decides and stops the workers)."""
+#: The stage a worker process runs (set once, when the worker starts: :func:`_worker_init`).
+_STAGE: Callable[[Any], np.ndarray] | None = None
+
+
+def _worker_init(stage: Callable[[Any], np.ndarray]) -> None:
+    """In each worker process: keep the stage, and ignore SIGINT (a Ctrl-C reaches the whole
+    process group; the parent decides and stops the workers)."""
+    global _STAGE
+    _STAGE = stage
     signal.signal(signal.SIGINT, signal.SIG_IGN)
 
 
-def _prepare_chunk_safe(prepare: Callable[[Any], np.ndarray], chunk: list[_Job]) -> list[Outcome]:
-    """:func:`_prepare_chunk` for a worker process: every outcome comes back picklable."""
-    return [_picklable(o) for o in _prepare_chunk(prepare, chunk)]
+def _run_chunk(items: list[Any]) -> tuple[list[Outcome], float]:
+    """In a worker process: the stage on each item, every outcome picklable, and the seconds
+    the chunk took (the parent sizes the next chunks by it)."""
+    assert _STAGE is not None, "worker started without a stage"
+    t0 = time.perf_counter()
+    outs = [_picklable(_prepare_one(_STAGE, item)) for item in items]
+    return outs, time.perf_counter() - t0
 
 
 def _picklable(out: Outcome) -> Outcome:
@@ -376,17 +476,23 @@ class _NoMainContext(multiprocessing.context.SpawnContext):
 _CONTEXT = _NoMainContext()
 
 
-class _ProcessPool:
-    """Worker processes (:class:`~concurrent.futures.ProcessPoolExecutor`, ``spawn``): chunks
-    of items in, outcomes out, within the plan's window; see :func:`prepared`."""
+_Pending = deque[tuple[list[_Job], "Future[tuple[list[Outcome], float]]"]]
 
-    def __init__(self, prepare: Any, n: int) -> None:
-        self._prepare = prepare
+
+class _ProcessPool:
+    """Worker processes (:class:`~concurrent.futures.ProcessPoolExecutor`, ``spawn``), each
+    given the stage once; chunks of items in, outcomes out, within the plan's window; see
+    :func:`run`."""
+
+    def __init__(self, stage: Any, n: int) -> None:
+        self._stage = stage
         self._n = n
         self._pool = self._new()
 
     def _new(self) -> ProcessPoolExecutor:
-        return ProcessPoolExecutor(self._n, mp_context=_CONTEXT, initializer=_worker_init)
+        return ProcessPoolExecutor(
+            self._n, mp_context=_CONTEXT, initializer=_worker_init, initargs=(self._stage,)
+        )
 
     def __enter__(self) -> _ProcessPool:
         return self
@@ -399,42 +505,60 @@ class _ProcessPool:
         self._pool.shutdown(wait=True, cancel_futures=True)
 
     def run(self, jobs: Iterator[_Job], plan: Plan) -> Iterator[tuple[str, Outcome]]:
-        chunks = _chunks(jobs, plan.chunk)
-        ahead = max(1, plan.window // plan.chunk)
-        pending: deque[tuple[list[_Job], Future[list[Outcome]]]] = deque()
+        """Chunks sized to about :data:`TASK_SECONDS` of work by the measured cost of an item
+        (the first ones small: nothing is known yet), at most ``plan.chunk`` items each and
+        at most ``plan.window`` items held."""
+        pending: _Pending = deque()
+        size = min(plan.chunk, 4)
+        held = 0
+        ended = False
 
-        def submit(c: list[_Job]) -> None:
-            pending.append((c, self._pool.submit(_prepare_chunk_safe, self._prepare, c)))
+        def top_up() -> None:
+            nonlocal held, ended
+            while not ended and (not pending or held + size <= plan.window):
+                c = list(itertools.islice(jobs, size))
+                if not c:
+                    ended = True
+                    return
+                pending.append((c, self._submit([j[2] for j in c])))
+                held += len(c)
 
-        for c in chunks:
-            submit(c)
-            if len(pending) >= ahead:
-                break
+        top_up()
         while pending:
             c, fut = pending[0]
             try:
-                outs = fut.result()
+                outs, seconds = fut.result()
             except BrokenProcessPool:
                 self._broken(pending)
                 continue
             pending.popleft()
+            held -= len(c)
+            per_item = seconds / len(c)
+            size = max(1, min(plan.chunk, int(TASK_SECONDS / per_item) if per_item else plan.chunk))
             for (_, label, _), out in zip(c, outs, strict=True):
                 yield label, out
-            nxt = next(chunks, None)  # after the chunk is handed over: the window holds
-            if nxt is not None:
-                submit(nxt)
+            top_up()  # after the chunk is handed over: the window holds
 
-    def _broken(self, pending: deque[tuple[list[_Job], Future[list[Outcome]]]]) -> None:
+    def _submit(self, items: list[Any]) -> Future[tuple[list[Outcome], float]]:
+        """A task; on a pool already broken (a worker died since the last result), a future
+        holding that error, handled where results are read (:meth:`_broken`)."""
+        try:
+            return self._pool.submit(_run_chunk, items)
+        except BrokenProcessPool as exc:
+            fut: Future[tuple[list[Outcome], float]] = Future()
+            fut.set_exception(exc)
+            return fut
+
+    def _broken(self, pending: _Pending) -> None:
         """A worker died, and every unfinished chunk failed with it. Start new workers and
-        prepare the unfinished items again, one at a time, alone in the pool: an item whose
+        run the unfinished items again, one at a time, alone in the pool: an item whose
         worker dies then gets a :class:`WorkerError`; the others get their results."""
         old = list(pending)
         pending.clear()
         self._restart()
         redo = sum(len(c) for c, f in old if not _finished(f))
         log.warning(
-            "a pipeline worker process died; its %d unfinished item(s) are prepared again "
-            "one at a time",
+            "a pipeline worker process died; its %d unfinished item(s) are run again one at a time",
             redo,
         )
         for c, fut in old:
@@ -442,9 +566,12 @@ class _ProcessPool:
                 pending.append((c, fut))  # done before the break: keep it
                 continue
             outs: list[Outcome] = []
+            seconds = 0.0
             for j in c:
                 try:
-                    outs += self._pool.submit(_prepare_chunk_safe, self._prepare, [j]).result()
+                    o, t = self._pool.submit(_run_chunk, [j[2]]).result()
+                    outs += o
+                    seconds += t
                 except BrokenProcessPool:
                     self._restart()
                     outs.append(
@@ -453,8 +580,8 @@ class _ProcessPool:
                             "this item alone: the item is the likely cause"
                         )
                     )
-            done: Future[list[Outcome]] = Future()
-            done.set_result(outs)
+            done: Future[tuple[list[Outcome], float]] = Future()
+            done.set_result((outs, seconds))
             pending.append((c, done))
 
     def _restart(self) -> None:

@@ -19,7 +19,7 @@ from typing import Any
 import numpy as np
 import pytest
 
-from armvww import Detector, ImageDecodeError, InputError
+from armvww import BackendError, Detector, ImageDecodeError, InputError
 from armvww.images import iter_image_paths
 from armvww.pipeline import KINDS, Plan, Preparer, WorkerError, choose_plan, prepared
 
@@ -224,20 +224,83 @@ def test_plan_validation_and_choice() -> None:
     assert choose_plan(True, 13, cores=2).kind == "thread"
     assert choose_plan(False, None, cores=2).kind == "thread"
     assert choose_plan(False, None, cores=2, inference_holds_gil=True).kind == "process"
+    with pytest.raises(InputError):
+        Plan("none", infer=True)
+    with pytest.raises(InputError):  # prepared() is preparation only: the caller infers
+        list(prepared(PREP, [], Plan.of("thread", infer=True)))
+    # a backend whose sessions replicate (LiteRT): its workers infer too; never on one core,
+    # never for a backend that runs one session, never for a handful of files
+    files = choose_plan(True, None, cores=2, replicable=True)
+    assert (files.kind, files.workers, files.infer) == ("process", 2, True)
+    frames = choose_plan(False, None, cores=2, replicable=True)
+    assert (frames.kind, frames.workers, frames.chunk, frames.infer) == ("thread", 2, 1, True)
+    assert frames.window == 4  # a camera loop holds at most 4 frames
+    assert not choose_plan(True, None, cores=2).infer
+    assert not choose_plan(True, 13, cores=2, replicable=True).infer
+    assert choose_plan(True, None, cores=1, replicable=True).kind == "none"
+
+
+#: Plans whose workers infer too, each in its own LiteRT session.
+INFER_PLANS = {
+    "process-infer": Plan("process", 2, 3, 12, "test", infer=True),
+    "thread-infer": Plan("thread", 2, 1, 4, "test", infer=True),
+}
 
 
 @pytest.mark.litert
-@pytest.mark.parametrize("workers", ["auto", *KINDS])
+@pytest.mark.parametrize("workers", ["auto", *KINDS, *INFER_PLANS])
 def test_detect_many_on_the_pipeline_equals_detect(workers: str, vww2_path: Path) -> None:
     photos = _photos()
     items: list[Any] = [*photos, "/nonexistent.png", SAMPLES]
+    plan = INFER_PLANS.get(workers, workers)
     with Detector(vww2_path, backend="LiteRT") as det:
         want = [det.detect(p) for p in photos]
-        got = det.detect_many(items, workers=workers)  # type: ignore[arg-type]
+        got = det.detect_many(items, workers=plan)  # type: ignore[arg-type]
     assert len(got) == 2 * len(photos) + 1
     for r, w in zip(got[: len(photos)] + got[len(photos) + 1 :], want + want, strict=True):
-        assert r.ok and r.source == w.source and r.raw.tolist() == w.raw.tolist()
+        # the whole record: decision, score, raw output, backend, runtime, route, selection
+        assert r.as_dict() == w.as_dict()
     assert isinstance(got[len(photos)].error, ImageDecodeError)
+
+
+@pytest.mark.litert
+@pytest.mark.parametrize("workers", ["auto", *INFER_PLANS])
+def test_frames_inferred_in_workers_equal_detect(workers: str, vww2_path: Path) -> None:
+    """Frames (arrays) through plans whose workers infer: the records of ``detect``, in
+    order, each once; a frame of the wrong dtype is an error on that frame only."""
+    rng = np.random.default_rng(5)
+    frames: list[Any] = [rng.integers(0, 256, (96, 128, 3), dtype=np.uint8) for _ in range(30)]
+    frames[7] = frames[7].astype(np.float32)
+    plan = INFER_PLANS.get(workers, workers)
+    with Detector(vww2_path, backend="LiteRT") as det:
+        got = det.detect_many(iter(frames), workers=plan)  # type: ignore[arg-type]
+        assert len(got) == len(frames)
+        for k, (r, f) in enumerate(zip(got, frames, strict=True)):
+            if k == 7:
+                assert isinstance(r.error, InputError)
+                continue
+            assert r.as_dict() == det.detect(f).as_dict(), k
+
+
+@pytest.mark.litert
+def test_workers_infer_only_in_a_session_like_the_detectors(vww2_path: Path) -> None:
+    """A worker session that runs another runtime than the Detector's is an error on each
+    item (never mixed results); a backend that runs one session refuses a plan that infers
+    in workers (here LiteRT's session made to look like one: the selection logic only)."""
+    from armvww.detector import _Replica
+
+    with Detector(vww2_path, backend="LiteRT") as det:
+        options = det._session.replica_options
+        assert options is not None
+        other = _Replica(det.model.data, "LiteRT", options, det.quantize_stage, "not this one")
+        frame = np.zeros((50, 50, 3), np.uint8)
+        for _ in range(2):  # the refusal is kept, not retried
+            with pytest.raises(BackendError, match="not the Detector's not this one"):
+                other(frame)
+        det._session.replica_options = None  # stands for a GPU backend's single session
+        with pytest.raises(InputError, match="runs one session only"):
+            det.detect_many([frame], workers=INFER_PLANS["thread-infer"])
+        assert det.detect_many([frame], workers="auto")[0].ok  # auto: the caller infers
 
 
 @pytest.mark.litert

@@ -68,6 +68,12 @@ class Session(abc.ABC):
     #: How a family with several ways into its runtime got there (Arm NN: ``"parser"`` or
     #: ``"delegate"``); empty for a family with one.
     route: str = ""
+    #: The options this session was opened with, when a second session of the same backend
+    #: with them runs at full speed beside it in another thread or process (a CPU runtime,
+    #: cheap to open): then the pipeline (:mod:`armvww.pipeline`) may give each of its
+    #: workers its own session. ``None``: one session only (a GPU, a runtime that holds the
+    #: GIL or is costly to open).
+    replica_options: BackendOptions | None = None
 
     @abc.abstractmethod
     def run(self, q: np.ndarray) -> np.ndarray:

@@ -219,6 +219,7 @@ class LiteRTSession(Session):
     def __init__(self, model: Model, options: LiteRTOptions, mod: ModuleType, desc: str):
         self.backend = LiteRTBackend.name
         self.runtime = desc
+        self.replica_options = options
         kwargs: dict[str, Any] = {"model_content": model.data}
         if options.threads is not None:
             kwargs["num_threads"] = options.threads
