@@ -2,6 +2,9 @@
 
     ARMVWW_MODEL_DIR=/path/to/models python benchmarks/pipeline_bench.py [--quick] [--out F]
     python benchmarks/pipeline_bench.py million [--n 1000000]   # the stream test alone
+    # another backend, some input sets, fewer items (e.g. CpuAcc under qemu, in armvww:arm64):
+    tools/images.sh run arm64 -- python benchmarks/pipeline_bench.py -b CpuAcc \
+        --sets photos,frames640 --scale 0.25 --rounds 2 --out benchmarks/results-pipeline-cpuacc.md
 
 For each input set: the single-thread stage costs (inference = ``Detector.run`` on the
 prepared tensors; preparation = ``Preparer`` = read, decode, EXIF, resize, crop, grey,
@@ -42,6 +45,16 @@ from armvww.pipeline import Plan, PlanSpec  # noqa: E402
 SHARED = Path(os.environ.get("ARMVWW_SHARED", REPO.parent / "shared"))
 SAMPLES = SHARED / "data" / "vww_samples"
 SIZES = [(96, 96), (320, 240), (640, 480), (1280, 720), (1920, 1080)]
+#: Frame sizes of the frame sets (``frames96`` ...).
+SETS_FRAMES = [(96, 96), (160, 120), (320, 240), (640, 480)]
+#: The input sets (``--sets``).
+SETS = (
+    "photos",
+    "generated",
+    *(f"frames{w}" for w, _ in SETS_FRAMES),
+    "ceiling",
+    "one-core",
+)
 
 
 def sample_paths() -> list[str]:
@@ -312,6 +325,10 @@ def main() -> int:
     ap.add_argument("--quick", action="store_true")
     ap.add_argument("--n", type=int, default=1_000_000)
     ap.add_argument("--million-json", help="the result of a `million` run to include")
+    ap.add_argument("-b", "--backend", default="LiteRT", help="backend (label) to run on")
+    ap.add_argument("--sets", default=",".join(SETS), help=f"input sets, of {','.join(SETS)}")
+    ap.add_argument("--scale", type=float, default=1.0, help="x the item counts (< 1: fewer)")
+    ap.add_argument("--rounds", type=int, help="rounds per set (default 3 quick, else 5)")
     ap.add_argument(
         "--out", default=str(REPO / "benchmarks" / f"results-pipeline-{platform.machine()}.md")
     )
@@ -319,10 +336,18 @@ def main() -> int:
     if args.what == "million":
         print(json.dumps(million(args.n)))
         return 0
-    rounds = 3 if args.quick else 5
+    rounds = args.rounds or (3 if args.quick else 5)
+    sets = [x for x in args.sets.split(",") if x]
+    unknown = set(sets) - set(SETS)
+    if unknown:
+        ap.error(f"unknown sets {sorted(unknown)}; known: {', '.join(SETS)}")
     load0 = machine.loadavg()
     rep = Report()
-    det = Detector("vww2", backend="LiteRT")
+    det = Detector("vww2", backend=args.backend)
+
+    def times(k: int) -> int:
+        return max(1, round(k * args.scale))
+
     cores = machine.usable_cores()
     # "auto" is what users get and what the targets judge; the others are there to show
     # whether another plan would do better here (then "auto" should pick it).
@@ -353,19 +378,28 @@ def main() -> int:
         ),
     }
     photos = sample_paths()
-    # >= 1000 files per run: the regime where "auto" starts worker processes
-    compare(rep, det, "the 13 shared photos (x 80)", photos * 80, files_plans, rounds, False)
-    with tempfile.TemporaryDirectory() as tmp:
-        gen = make_photos(Path(tmp))
-        title = f"{len(gen)} generated PNG+JPEG, 96x96 to 1920x1080 (x 50)"
-        compare(rep, det, title, gen * 50, files_plans, rounds, False)
+    if "photos" in sets:
+        # >= 1000 files per run: the regime where "auto" starts worker processes
+        k = times(80)
+        compare(rep, det, f"the 13 shared photos (x {k})", photos * k, files_plans, rounds, False)
+    if "generated" in sets:
+        with tempfile.TemporaryDirectory() as tmp:
+            gen = make_photos(Path(tmp))
+            k = times(50)
+            title = f"{len(gen)} generated PNG+JPEG, 96x96 to 1920x1080 (x {k})"
+            compare(rep, det, title, gen * k, files_plans, rounds, False)
     rng = np.random.default_rng(3)
-    for w, h in ((96, 96), (640, 480)):
+    for w, h in SETS_FRAMES:
+        if f"frames{w}" not in sets:
+            continue
         fr = [rng.integers(0, 256, (h, w, 3), dtype=np.uint8) for _ in range(8)]
-        title = f"frames {w}x{h} uint8 RGB arrays (8 x 60)"
-        compare(rep, det, title, fr * 60, frame_plans, rounds, True)
-    two_streams(rep, photos * 40)
-    one_core(rep, photos * 40, rounds * 2)
+        k = times(60)
+        title = f"frames {w}x{h} uint8 RGB arrays (8 x {k})"
+        compare(rep, det, title, fr * k, frame_plans, rounds, True)
+    if "ceiling" in sets:
+        two_streams(rep, photos * times(40))
+    if "one-core" in sets:
+        one_core(rep, photos * times(40), rounds * 2)
     if args.million_json:
         m = json.loads(Path(args.million_json).read_text())
         rep.add(
@@ -380,13 +414,16 @@ def main() -> int:
         rep.target("million-item stream: RSS growth MB", m["growth_mb"], 20, False)
         rep.target("million-item stream: wrong or missing", m["wrong_or_missing"], 0, False)
     load1 = machine.loadavg()
+    emulated = str(det.session_info.get("emulation", ""))
     head = [
         f"# armvww pipeline benchmark: {platform.machine()}",
         "",
         f"Generated {time.strftime('%Y-%m-%dT%H:%M:%SZ', time.gmtime())} by "
         f"`benchmarks/pipeline_bench.py{' --quick' if args.quick else ''}` on "
         f"{machine.cpu_model()}, {cores} usable cores, Python {platform.python_version()}; "
-        f"vww2 on {det.backend} ({det.runtime}); load average {load0} -> {load1} "
+        f"vww2 on {det.backend} ({det.runtime}{', ' + det.route + ' route' if det.route else ''}"
+        f"{', EMULATED: ' + emulated + ', ratios only' if emulated else ''}); "
+        f"load average {load0} -> {load1} "
         "(the 2 cores were shared with other jobs: ratios only, and noisy).",
         "",
         "| target | goal | measured | verdict |",
