@@ -192,6 +192,12 @@ class Detector:
         return dict(self._session.info)
 
     @property
+    def replicable(self) -> bool:
+        """Whether the pipeline may give each worker its own session of this backend (a CPU
+        runtime cheap to open again: LiteRT; see :attr:`armvww.pipeline.Plan.infer`)."""
+        return self._session.replica_options is not None
+
+    @property
     def input_shape(self) -> tuple[int, ...]:
         """The model's input shape, ``(1, H, W, 1)``."""
         return self._in_shape

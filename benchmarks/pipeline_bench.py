@@ -377,6 +377,10 @@ def main() -> int:
             "process", cores, 16, 16 * 2 * cores, "bench", infer=True
         ),
     }
+    if not det.replicable:  # one session only (Arm NN): no plan can infer in workers
+        for plans in (files_plans, frame_plans):
+            for k in [k for k, v in plans.items() if isinstance(v, Plan) and v.infer]:
+                del plans[k]
     photos = sample_paths()
     if "photos" in sets:
         # >= 1000 files per run: the regime where "auto" starts worker processes

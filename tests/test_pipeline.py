@@ -297,7 +297,9 @@ def test_workers_infer_only_in_a_session_like_the_detectors(vww2_path: Path) -> 
         for _ in range(2):  # the refusal is kept, not retried
             with pytest.raises(BackendError, match="not the Detector's not this one"):
                 other(frame)
+        assert det.replicable
         det._session.replica_options = None  # stands for a GPU backend's single session
+        assert not det.replicable
         with pytest.raises(InputError, match="runs one session only"):
             det.detect_many([frame], workers=INFER_PLANS["thread-infer"])
         assert det.detect_many([frame], workers="auto")[0].ok  # auto: the caller infers
