@@ -198,6 +198,11 @@ PROCESS_CHUNK = 64
 #: cost (about 0.5 ms: pickling, two pipe hops, waking a worker) is a few percent, short
 #: enough that the last tasks of a run keep both cores busy.
 TASK_SECONDS = 0.025
+#: Most frames per task for worker threads that infer (cheap frames only; see above).
+FRAME_CHUNK = 8
+#: The same for worker threads: a task costs little there (a queue hand-off), but a frame
+#: should not wait for others to fill its chunk unless frames are cheap (96x96: 4 a task).
+THREAD_TASK_SECONDS = 0.001
 
 
 def choose_plan(
@@ -219,11 +224,13 @@ def choose_plan(
       :data:`MIN_ITEMS_FOR_PROCESSES` known items: one thread (starting two worker
       interpreters costs 0.5-4 s here, depending on the load, against about 0.3 ms saved
       per item);
-    * arrays (frames), items one at a time (a camera's frame is not held back to fill a
-      chunk): pickling a frame to a process costs about what preparing it does, so threads;
-      when the backend is ``replicable``, one thread per core, each preparing and inferring
-      in its own session (LiteRT's ``invoke`` and Pillow's resize release the GIL), holding
-      at most 2 frames per thread; else one preparing thread while the caller infers; but
+    * arrays (frames): pickling a frame to a process costs about what preparing it does, so
+      threads; when the backend is ``replicable``, one thread per core, each preparing and
+      inferring in its own session (LiteRT's ``invoke`` and Pillow's resize release the
+      GIL), frames one at a time while a frame costs over :data:`THREAD_TASK_SECONDS` (a
+      camera's frame is not held back to fill a chunk; at most 2 frames held per thread),
+      cheap frames up to :data:`FRAME_CHUNK` a task; else one preparing thread while the
+      caller infers; but
       when the inference holds the GIL (PyArmNN's ``EnqueueWorkload``, the Arm NN parser
       route), a thread cannot overlap it, so one worker process.
     """
@@ -233,7 +240,7 @@ def choose_plan(
     if not files and inference_holds_gil:
         return Plan.of("process", 1, 1, reason="arrays, inference holds the GIL: one process")
     if not files and replicable:
-        return Plan.of("thread", n, 1, reason=f"arrays on {n} cores", infer=True)
+        return Plan.of("thread", n, FRAME_CHUNK, reason=f"arrays on {n} cores", infer=True)
     if not files:
         return Plan.of("thread", 1, 1, reason="arrays: one preparing thread")
     if count is not None and count < MIN_ITEMS_FOR_PROCESSES:
@@ -342,10 +349,9 @@ def run(stage: Callable[[Any], np.ndarray], s: Stream) -> Iterator[tuple[str, Ou
     if plan.kind == "none":
         for _, label, item in jobs:
             yield label, _prepare_one(stage, item)
-    elif plan.kind == "thread":
-        yield from _threaded(stage, jobs, plan)
     else:
-        with _ProcessPool(stage, plan.workers) as pool:
+        pool_type = _ThreadPool if plan.kind == "thread" else _ProcessPool
+        with pool_type(stage, plan.workers) as pool:
             yield from pool.run(jobs, plan)
 
 
@@ -369,45 +375,100 @@ def prepared(
     yield from run(prepare, s)
 
 
-def _chunks(jobs: Iterator[_Job], size: int) -> Iterator[list[_Job]]:
-    buf: list[_Job] = []
-    for j in jobs:
-        buf.append(j)
-        if len(buf) == size:
-            yield buf
-            buf = []
-    if buf:
-        yield buf
+#: What a task gives back: each item's outcome, and the seconds the task took.
+_Done = tuple[list[Outcome], float]
+_Pending = deque[tuple[list[_Job], "Future[_Done]"]]
 
 
-def _prepare_chunk(prepare: Callable[[Any], np.ndarray], chunk: list[_Job]) -> list[Outcome]:
-    return [_prepare_one(prepare, item) for _, _, item in chunk]
+def _run_items(stage: Callable[[Any], np.ndarray], items: list[Any]) -> _Done:
+    t0 = time.perf_counter()
+    outs = [_prepare_one(stage, item) for item in items]
+    return outs, time.perf_counter() - t0
 
 
-def _threaded(
-    prepare: Callable[[Any], np.ndarray], jobs: Iterator[_Job], plan: Plan
-) -> Iterator[tuple[str, Outcome]]:
-    chunks = _chunks(jobs, plan.chunk)
-    ahead = max(1, plan.window // plan.chunk)
-    pool = ThreadPoolExecutor(plan.workers, thread_name_prefix="armvww-prepare")
-    pending: deque[tuple[list[_Job], Future[list[Outcome]]]] = deque()
-    try:
-        for c in chunks:
-            pending.append((c, pool.submit(_prepare_chunk, prepare, c)))
-            if len(pending) >= ahead:
-                break
+class _Pool:
+    """Workers fed chunks of items in input order; results handed back in that order.
+
+    Chunks are sized to about ``task_seconds`` of work by the measured cost of an item
+    (starting at ``first`` items: nothing is known yet), at most ``plan.chunk`` items; at
+    most ``plan.window`` items are held, and at most two chunks of the current size per
+    worker, so expensive items (a camera's large frames) are not queued up behind cheap
+    ones' window."""
+
+    task_seconds: float = TASK_SECONDS
+    first: int = 4
+
+    def __init__(self, stage: Any, n: int) -> None:
+        self._stage = stage
+        self._n = n
+
+    def __enter__(self) -> _Pool:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def close(self) -> None:
+        """Cancel what has not started, let the running chunks finish, join every worker."""
+
+    def _submit(self, items: list[Any]) -> Future[_Done]:
+        raise NotImplementedError
+
+    def _broken(self, pending: _Pending) -> None:
+        raise NotImplementedError
+
+    def run(self, jobs: Iterator[_Job], plan: Plan) -> Iterator[tuple[str, Outcome]]:
+        pending: _Pending = deque()
+        size = min(plan.chunk, self.first)
+        held = 0
+        ended = False
+
+        def top_up() -> None:
+            nonlocal held, ended
+            room = min(plan.window, 2 * self._n * size)
+            while not ended and (not pending or held + size <= room):
+                c = list(itertools.islice(jobs, size))
+                if not c:
+                    ended = True
+                    return
+                pending.append((c, self._submit([j[2] for j in c])))
+                held += len(c)
+
+        top_up()
         while pending:
-            c, fut = pending.popleft()
-            outs = fut.result()
+            c, fut = pending[0]
+            try:
+                outs, seconds = fut.result()
+            except BrokenProcessPool:
+                self._broken(pending)
+                continue
+            pending.popleft()
+            held -= len(c)
+            per_item = seconds / len(c)
+            fit = int(self.task_seconds / per_item) if per_item > 0 else plan.chunk
+            size = max(1, min(plan.chunk, fit))
             for (_, label, _), out in zip(c, outs, strict=True):
                 yield label, out
-            nxt = next(chunks, None)  # after the chunk is handed over: the window holds
-            if nxt is not None:
-                pending.append((nxt, pool.submit(_prepare_chunk, prepare, nxt)))
-    finally:
-        for _, fut in pending:
-            fut.cancel()
-        pool.shutdown(wait=True, cancel_futures=True)
+            top_up()  # after the chunk is handed over: the window holds
+
+
+class _ThreadPool(_Pool):
+    """Worker threads (the stage is shared; a replica keeps a session per thread). Chunks
+    start at one item and aim at :data:`THREAD_TASK_SECONDS`: a frame is not held back to
+    fill a chunk unless frames are cheap."""
+
+    task_seconds = THREAD_TASK_SECONDS
+    first = 1
+
+    def __init__(self, stage: Any, n: int) -> None:
+        super().__init__(stage, n)
+        self._pool = ThreadPoolExecutor(n, thread_name_prefix="armvww-pipeline")
+
+    def close(self) -> None:
+        self._pool.shutdown(wait=True, cancel_futures=True)
+
+    def _submit(self, items: list[Any]) -> Future[_Done]:
+        return self._pool.submit(_run_items, self._stage, items)
 
 
 # -- worker processes --------------------------------------------------------------------------
@@ -423,13 +484,12 @@ def _worker_init(stage: Callable[[Any], np.ndarray]) -> None:
     signal.signal(signal.SIGINT, signal.SIG_IGN)
 
 
-def _run_chunk(items: list[Any]) -> tuple[list[Outcome], float]:
+def _run_chunk(items: list[Any]) -> _Done:
     """In a worker process: the stage on each item, every outcome picklable, and the seconds
     the chunk took (the parent sizes the next chunks by it)."""
     assert _STAGE is not None, "worker started without a stage"
-    t0 = time.perf_counter()
-    outs = [_picklable(_prepare_one(_STAGE, item)) for item in items]
-    return outs, time.perf_counter() - t0
+    outs, seconds = _run_items(_STAGE, items)
+    return [_picklable(o) for o in outs], seconds
 
 
 def _picklable(out: Outcome) -> Outcome:
@@ -476,17 +536,12 @@ class _NoMainContext(multiprocessing.context.SpawnContext):
 _CONTEXT = _NoMainContext()
 
 
-_Pending = deque[tuple[list[_Job], "Future[tuple[list[Outcome], float]]"]]
-
-
-class _ProcessPool:
+class _ProcessPool(_Pool):
     """Worker processes (:class:`~concurrent.futures.ProcessPoolExecutor`, ``spawn``), each
-    given the stage once; chunks of items in, outcomes out, within the plan's window; see
-    :func:`run`."""
+    given the stage once; see :func:`run`."""
 
     def __init__(self, stage: Any, n: int) -> None:
-        self._stage = stage
-        self._n = n
+        super().__init__(stage, n)
         self._pool = self._new()
 
     def _new(self) -> ProcessPoolExecutor:
@@ -494,58 +549,16 @@ class _ProcessPool:
             self._n, mp_context=_CONTEXT, initializer=_worker_init, initargs=(self._stage,)
         )
 
-    def __enter__(self) -> _ProcessPool:
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.close()
-
     def close(self) -> None:
-        """Cancel what has not started, let the running chunks finish, join every worker."""
         self._pool.shutdown(wait=True, cancel_futures=True)
 
-    def run(self, jobs: Iterator[_Job], plan: Plan) -> Iterator[tuple[str, Outcome]]:
-        """Chunks sized to about :data:`TASK_SECONDS` of work by the measured cost of an item
-        (the first ones small: nothing is known yet), at most ``plan.chunk`` items each and
-        at most ``plan.window`` items held."""
-        pending: _Pending = deque()
-        size = min(plan.chunk, 4)
-        held = 0
-        ended = False
-
-        def top_up() -> None:
-            nonlocal held, ended
-            while not ended and (not pending or held + size <= plan.window):
-                c = list(itertools.islice(jobs, size))
-                if not c:
-                    ended = True
-                    return
-                pending.append((c, self._submit([j[2] for j in c])))
-                held += len(c)
-
-        top_up()
-        while pending:
-            c, fut = pending[0]
-            try:
-                outs, seconds = fut.result()
-            except BrokenProcessPool:
-                self._broken(pending)
-                continue
-            pending.popleft()
-            held -= len(c)
-            per_item = seconds / len(c)
-            size = max(1, min(plan.chunk, int(TASK_SECONDS / per_item) if per_item else plan.chunk))
-            for (_, label, _), out in zip(c, outs, strict=True):
-                yield label, out
-            top_up()  # after the chunk is handed over: the window holds
-
-    def _submit(self, items: list[Any]) -> Future[tuple[list[Outcome], float]]:
+    def _submit(self, items: list[Any]) -> Future[_Done]:
         """A task; on a pool already broken (a worker died since the last result), a future
         holding that error, handled where results are read (:meth:`_broken`)."""
         try:
             return self._pool.submit(_run_chunk, items)
         except BrokenProcessPool as exc:
-            fut: Future[tuple[list[Outcome], float]] = Future()
+            fut: Future[_Done] = Future()
             fut.set_exception(exc)
             return fut
 
@@ -580,7 +593,7 @@ class _ProcessPool:
                             "this item alone: the item is the likely cause"
                         )
                     )
-            done: Future[tuple[list[Outcome], float]] = Future()
+            done: Future[_Done] = Future()
             done.set_result((outs, seconds))
             pending.append((c, done))
 

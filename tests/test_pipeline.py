@@ -233,8 +233,7 @@ def test_plan_validation_and_choice() -> None:
     files = choose_plan(True, None, cores=2, replicable=True)
     assert (files.kind, files.workers, files.infer) == ("process", 2, True)
     frames = choose_plan(False, None, cores=2, replicable=True)
-    assert (frames.kind, frames.workers, frames.chunk, frames.infer) == ("thread", 2, 1, True)
-    assert frames.window == 4  # a camera loop holds at most 4 frames
+    assert (frames.kind, frames.workers, frames.infer) == ("thread", 2, True)
     assert not choose_plan(True, None, cores=2).infer
     assert not choose_plan(True, 13, cores=2, replicable=True).infer
     assert choose_plan(True, None, cores=1, replicable=True).kind == "none"
@@ -332,3 +331,24 @@ def test_eval_and_parity_take_the_workers_choice(command: str, samples, tmp_path
         assert ("process workers" in plan_lines[0]) == (kind == "process"), plan_lines
         reports[kind] = json.loads(p.stdout)  # no timings in these reports
     assert reports["none"] == reports["process"]
+
+
+def test_costly_frames_are_not_queued_behind_the_window() -> None:
+    """Thread chunks adapt to the cost of an item: frames of >= 20 ms each (a camera's large
+    frames) go one at a time, at most 2 per thread held, whatever the plan's chunk and
+    window allow (here 8 and 32); every frame once, in order."""
+    frames = [np.full((8, 8), k, np.uint8) for k in range(40)]
+    pulled = done = most = 0
+
+    def gen() -> Any:
+        nonlocal pulled, most
+        for f in frames:
+            pulled += 1
+            most = max(most, pulled - done)
+            yield f
+
+    for k, (_, out) in enumerate(prepared(Slow(), gen(), Plan("thread", 2, 8, 32, "test"))):
+        assert isinstance(out, np.ndarray) and np.array_equal(out, PREP(frames[k])), k
+        done += 1
+    assert done == 40
+    assert most <= 2 * 2 + 1, most  # + the frame being pulled
