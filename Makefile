@@ -59,7 +59,7 @@ host-deps:
 ##       docker/Dockerfile.x86 / .arm64 (the images' own recipe: buildah bud --target, root) and
 ##       copy it into .cache/armnn-delegate/<arch>/ (DELEGATE_ARCH=amd64|arm64|all, default
 ##       amd64; cached by buildah's layers: a no-op when built). `make test` builds the amd64
-##       one; arm64's stage cross-compiles on this machine (~1.5 min cold).
+##       one (armvww:arm64 carries its own); arm64's stage cross-compiles on this machine.
 DELEGATE_ARCH ?= amd64
 armnn-delegate: host-deps
 	@if [ "$$(id -u)" != 0 ]; then echo "armnn-delegate: needs root (buildah); not built" >&2; \

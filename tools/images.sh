@@ -37,12 +37,10 @@
 # This machine's pip configuration and CA bundle are mounted into the builds when they exist
 # (buildah bud -v), never copied into an image.
 #
-# The delegate stage of armvww:arm64 on a non-arm64 host: a stage that cross-compiles on the
-# build platform (FROM --platform=$BUILDPLATFORM ... AS armnn-delegate) is built with this
-# machine's --arch, then given to the image's build as the build context `armnn-delegate`
-# (buildah 1.28 ignores --platform in FROM). A stage that compiles on the target platform
-# (under qemu: ~25 min) is left out with its COPY --from lines (the lanes then expect the
-# delegate route's skips), unless ARMVWW_ARM64_DELEGATE=1.
+# The delegate stage of armvww:arm64 on a non-arm64 host: the stage cross-compiles on the
+# build platform (FROM --platform=$BUILDPLATFORM ... AS armnn-delegate), so it is built with
+# this machine's --arch, then given to the image's build as the build context
+# `armnn-delegate` (buildah 1.28 ignores --platform in FROM; the stage is not run again).
 set -euo pipefail
 
 HERE=$(cd "$(dirname "$0")" && pwd)
@@ -207,22 +205,6 @@ stage_out() {
     sed -n 's|^COPY --from=armnn-delegate \(/[^ ]*\)/libarmnnDelegate\.so .*|\1|p' "$1" | head -n 1
 }
 
-# The Dockerfile armvww:IMAGE is built from (see the header: arm64's delegate stage).
-dockerfile() {
-    local f=$REPO/docker/Dockerfile.$1
-    if [ "$1" = arm64 ] && [ "$(host_arch)" != arm64 ] && [ "${ARMVWW_ARM64_DELEGATE:-0}" != 1 ] \
-        && ! cross_stage "$f"; then
-        log "armvww:arm64 without its delegate stage (it would compile under qemu, ~25 min;" \
-            "ARMVWW_ARM64_DELEGATE=1 builds it)"
-        awk '/^FROM .* AS armnn-delegate$/ { skip = 1; next }
-             skip && /^FROM / { skip = 0 }
-             /^COPY --from=armnn-delegate / { next }
-             !skip' "$f" > "$DIR/Dockerfile.arm64-no-delegate"
-        f=$DIR/Dockerfile.arm64-no-delegate
-    fi
-    echo "$f"
-}
-
 # build_one IMAGE [TARGET]: armvww:IMAGE, or only its stage TARGET as armvww-TARGET:IMAGE.
 # A delegate stage that cross-compiles on the build platform is built with the build
 # machine's --arch (buildah 1.28 ignores FROM --platform=$BUILDPLATFORM) and handed to the
@@ -249,7 +231,7 @@ build_one() {
             flock "$DIR/manifest.lock" bash "$0" manifest
         fi
     else
-        file=$(dockerfile "$img") tag=armvww:$img
+        file=$REPO/docker/Dockerfile.$img tag=armvww:$img
         if grep -q '^COPY --from=armnn-delegate ' "$file" && cross_stage "$file" \
             && [ "$arch" != "$(host_arch)" ]; then
             out=$DIR/delegate-context-$img$(stage_out "$file")

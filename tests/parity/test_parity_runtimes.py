@@ -211,22 +211,27 @@ def test_cli_exit_codes_follow_the_contract(vww2_path: Path, samples) -> None:
 
 @pytest.mark.armnn
 @pytest.mark.optional
+@pytest.mark.parametrize("route", ["parser", "delegate"])
 @pytest.mark.parametrize("model_name", ["vww2", "vww4"])
 @pytest.mark.parametrize("name", ARMNN)
-def test_armnn_backend_meets_the_contract(name: str, model_name: str, samples) -> None:
+def test_armnn_backend_meets_the_contract(name: str, model_name: str, route: str, samples) -> None:
+    """Each Arm NN route of each backend against LiteRT, within the user-facing contract."""
     _need(name)
     n = N_INPUTS[(name, model_name)]
     if n == 0:
         pytest.skip(f"{name} on {model_name} is too slow here; measured natively elsewhere")
+    have = backends.availability(name).details.get("routes", {}).get(route, {})
+    if not have.get("available"):
+        pytest.skip(f"{name}: {route} route: {have.get('reason')}")
     model = store.load_model(model_name)
     qs = _inputs(model, n, samples)
-    rep = parity_report.run_parity(
-        model, [BackendEntry(name)], BackendEntry("LiteRT"), qs, parity.Contract()
-    )
+    entry = BackendEntry(name, (("route", route),))
+    rep = parity_report.run_parity(model, [entry], BackendEntry("LiteRT"), qs, parity.Contract())
     assert rep["skipped"] == [], rep["skipped"]
     (r,) = rep["results"]
+    assert ("TfLite delegate" in r["runtime"]) == (route == "delegate"), r["runtime"]
     report_line(
-        f"parity {name} {model_name} vs LiteRT XNNPACK ({len(qs)} inputs): max |d| "
+        f"parity {name} ({route}) {model_name} vs LiteRT XNNPACK ({len(qs)} inputs): max |d| "
         f"{r['max_abs_lsb']} LSB ({r['max_abs_logit']:.3f} logit), exact "
         f"{r['exact_share']:.1%}, rmse/byte {r['rmse_per_byte']:.3f}, argmax "
         f"{r['argmax_agreement']:.1%}, flips at margins {r['flip_margins']}"

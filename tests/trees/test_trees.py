@@ -33,7 +33,6 @@ from ..conftest import REPO, SHARED, need_data, report_line
 pytestmark = [pytest.mark.trees, pytest.mark.slow]
 
 IMAGES = REPO / "tools" / "images.sh"
-ARCH = {"x86": "amd64", "arm64": "arm64"}
 
 
 def _image(name: str) -> list[str]:
@@ -137,9 +136,9 @@ def _run_suite(
     return outcomes
 
 
-#: tests/armnn/test_armnn_delegate.py cases every lane runs when it has a delegate: the image's
-#: (its build stage's, in /usr/local/lib) or the project's build in .cache/armnn-delegate/<arch>
-#: (`make armnn-delegate`; the checkout is mounted); without one they skip.
+#: The delegate route's cases each image lane must pass: both images carry the delegate of their
+#: Dockerfile's build stage in /usr/local/lib (armvww:arm64's is cross-compiled on the build
+#: machine), so a skip of any of them is an unexpected skip, a failure of the lane.
 DELEGATE_ANY = [
     "test_auto_route_prefers_the_parser_and_takes_the_delegate_for_its_options",
     "test_pure_armnn_and_the_option_keys",
@@ -154,6 +153,9 @@ DELEGATE_LANE = {
         *DELEGATE_ANY,
         "test_delegate_matches_parser_bit_for_bit[CpuRef-vww2]",
         "test_delegate_matches_parser_bit_for_bit[CpuRef-vww4]",
+        "test_armnn_backend_meets_the_contract[CpuRef-vww2-delegate]",
+        "test_armnn_backend_meets_the_contract[CpuRef-vww4-delegate]",
+        "test_eight_threads_give_the_serial_answers[CpuRef-delegate]",
     ],
     "arm64": [
         *DELEGATE_ANY,
@@ -161,20 +163,17 @@ DELEGATE_LANE = {
         "test_delegate_matches_parser_bit_for_bit[CpuAcc-vww4]",
         "test_delegate_matches_parser_bit_for_bit[CpuRef-vww2]",
         "test_delegate_matches_parser_bit_for_bit[CpuRef-vww4]",
+        "test_armnn_backend_meets_the_contract[CpuAcc-vww2-delegate]",
+        "test_armnn_backend_meets_the_contract[CpuAcc-vww4-delegate]",
+        "test_armnn_backend_meets_the_contract[CpuRef-vww2-delegate]",
+        "test_eight_threads_give_the_serial_answers[CpuAcc-delegate]",
+        "test_eight_threads_give_the_serial_answers[CpuRef-delegate]",
     ],
 }
 
 
 def _project_delegate(arch: str) -> bool:
     return (REPO / ".cache" / "armnn-delegate" / arch / "libarmnnDelegate.so").is_file()
-
-
-def _delegate_expected(image: str) -> list[str]:
-    """The delegate cases armvww:IMAGE's lane must pass: all of them when it has a delegate
-    (armvww:arm64 is built without its qemu-compiled delegate stage: tools/images.sh)."""
-    arch = ARCH[image]
-    has = subprocess.run(["bash", str(IMAGES), "has-delegate", image], capture_output=True)
-    return DELEGATE_LANE[arch] if has.returncode == 0 or _project_delegate(arch) else []
 
 
 def _expect(outcomes: dict[str, str], passed: list[str]) -> None:
@@ -203,17 +202,6 @@ def _expect_skips(lane: str, reasons: dict[str, str], expected: dict[str, str]) 
 def _glob(pattern: str) -> re.Pattern[str]:
     """``*`` matches anything; everything else (brackets of parameter ids too) is literal."""
     return re.compile(".*".join(re.escape(part) for part in pattern.split("*")))
-
-
-def _no_delegate(image: str) -> dict[str, str]:
-    """Without a delegate in the image or the checkout (no Debian release packages it), the
-    delegate route's tests skip with this reason."""
-    if _delegate_expected(image):
-        return {}
-    return {
-        "test_armnn_delegate::*": "no Arm NN delegate here",
-        "*::*-delegate]": "delegate route: no libarmnnDelegate.so found",
-    }
 
 
 # Skips of a lane without CpuAcc/GpuAcc (x86 hosts: Arm NN builds them for Arm CPUs only).
@@ -277,7 +265,7 @@ JPEG_STRICT = (
 def test_trixie_amd64_cpuref(tmp_path: Path) -> None:
     """The whole host suite in armvww:x86 (trixie, Arm NN 23.08 CpuRef, LiteRT, delegate)."""
     argv = _in_image("x86", tmp_path)
-    skips = _no_delegate("x86") | NO_ARM_BACKENDS | X86_SUITE_SKIPS
+    skips = NO_ARM_BACKENDS | X86_SUITE_SKIPS
     out = _run_suite("armvww:x86", argv, tmp_path, {}, skips, HOST_SUITE)
     _expect(
         out,
@@ -286,9 +274,9 @@ def test_trixie_amd64_cpuref(tmp_path: Path) -> None:
             "test_parity_against_litert[CpuRef-vww2]",
             "test_parity_against_litert[CpuRef-vww4]",
             "test_per_layer_points_at_the_perturbed_layer[CpuRef]",
-            "test_armnn_backend_meets_the_contract[CpuRef-vww2]",
-            "test_armnn_backend_meets_the_contract[CpuRef-vww4]",
-            *_delegate_expected("x86"),
+            "test_armnn_backend_meets_the_contract[CpuRef-vww2-parser]",
+            "test_armnn_backend_meets_the_contract[CpuRef-vww4-parser]",
+            *DELEGATE_LANE["amd64"],
             *_jpeg_strict(out),
         ],
     )
@@ -307,14 +295,14 @@ def test_trixie_arm64_cpuacc_emulated(tmp_path: Path) -> None:
     """tests/armnn and tests/parity in armvww:arm64 under qemu-user."""
     argv = _in_image("arm64", tmp_path)
     no_gpu = "GpuAcc unavailable here"  # no OpenCL driver in the image (the PoCL lane has one)
-    skips = _no_delegate("arm64") | {
+    skips = {
         "*::test_parity_against_litert[GpuAcc-*]": no_gpu,
         "*::test_parity_against_litert[CpuRef-vww4]": "too slow here",
         "*::test_per_layer_points_at_the_perturbed_layer[GpuAcc]": "GpuAcc is unavailable here",
         # CpuRef's per-layer check runs natively in the amd64 lane
         "*::test_per_layer_points_at_the_perturbed_layer[CpuRef]": "CpuRef per-layer under qemu",
         "*::test_armnn_backend_meets_the_contract[GpuAcc-*]": "GpuAcc is unavailable here",
-        "*::test_armnn_backend_meets_the_contract[CpuRef-vww4]": "too slow here",
+        "*::test_armnn_backend_meets_the_contract[CpuRef-vww4-*]": "too slow here",
         "*::test_eight_threads_give_the_serial_answers[GpuAcc-*]": "GpuAcc",
     }
     paths = ("tests/armnn", "tests/parity", JPEG_STRICT)
@@ -332,9 +320,10 @@ def test_trixie_arm64_cpuacc_emulated(tmp_path: Path) -> None:
             "test_cpu_fast_math_is_a_no_op_for_int8",
             "test_offloaded_layers_are_reported",
             "test_per_layer_points_at_the_perturbed_layer[CpuAcc]",
-            "test_armnn_backend_meets_the_contract[CpuAcc-vww2]",
-            "test_armnn_backend_meets_the_contract[CpuAcc-vww4]",
-            *_delegate_expected("arm64"),
+            "test_armnn_backend_meets_the_contract[CpuAcc-vww2-parser]",
+            "test_armnn_backend_meets_the_contract[CpuAcc-vww4-parser]",
+            "test_armnn_backend_meets_the_contract[CpuRef-vww2-parser]",
+            *DELEGATE_LANE["arm64"],
             *_jpeg_strict(out),
         ],
     )
