@@ -41,6 +41,7 @@ Arm NN facts this module works around (23.08):
 
 from __future__ import annotations
 
+import atexit
 import contextlib
 import json
 import logging
@@ -53,6 +54,7 @@ import sys
 import tempfile
 import threading
 import time
+import weakref
 from collections import Counter, OrderedDict
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
@@ -717,6 +719,26 @@ def clear_pool() -> None:
                 _destroy(p)
 
 
+#: Sessions not closed yet (closed at exit, before Python tears its modules down).
+_open: weakref.WeakSet[DelegateSession] = weakref.WeakSet()
+_pid = os.getpid()
+
+
+@atexit.register
+def _close_at_exit() -> None:
+    """Close the open sessions and destroy every interpreter and delegate while Python's
+    modules still work. Left to interpreter shutdown, LiteRT's ``Delegate.__del__`` runs after
+    its module's globals were cleared and prints "Exception ignored in: <function
+    Delegate.__del__ ...> AttributeError: 'NoneType' object has no attribute 'c_void_p'"
+    (its ``ctypes`` is gone); the delegate was never destroyed then. Not in a forked child
+    that exits normally: Arm NN's state there is a copy without its threads."""
+    if os.getpid() != _pid:
+        return
+    for session in list(_open):
+        session.close()
+    clear_pool()
+
+
 def import_litert() -> tuple[ModuleType, str]:
     mod, desc, reason = litert_probe("auto")
     if mod is None:
@@ -784,6 +806,7 @@ class DelegateSession(Session):
                 self.info, cache_tmp, Path(opts.gpu_cached_network).expanduser().resolve()
             )
         self._pooled: _Pooled | None = pooled
+        _open.add(self)
         it = pooled.interp
         self._report_placement(pooled, prefs)
         self._in = it.get_input_details()[0]["index"]
@@ -841,6 +864,7 @@ class DelegateSession(Session):
     def close(self) -> None:
         pooled, self._pooled = self._pooled, None
         self._set = self._invoke = self._get = _closed
+        _open.discard(self)
         if pooled is not None:
             _release(self._sha1, pooled)
 

@@ -238,3 +238,31 @@ def test_fastest_measures_each_route() -> None:
     with armvww.Detector(model, backend="fastest") as det:
         name, route = select.split_route(choice.order[0])
         assert det.backend == name and det.route == (route or "")
+
+
+_EXIT_SCRIPT = """
+import numpy as np
+import armvww
+from armvww.backends.armnn import ArmNNOptions
+with armvww.Detector("vww2", backend="CpuRef", options=ArmNNOptions(route="delegate")) as d:
+    d.run(np.zeros(d.model.input.shape, np.int8))
+left_open = armvww.Detector(
+    "vww2", backend="CpuRef", options=ArmNNOptions(route="delegate", log_severity="error")
+)
+left_open.run(np.zeros(left_open.model.input.shape, np.int8))
+print("end of script")
+"""
+
+
+def test_exit_destroys_the_delegates_cleanly() -> None:
+    """At exit, the pooled interpreter of a closed Detector and a Detector left open release
+    their delegates before Python tears its modules down: no "Exception ignored in
+    Delegate.__del__" (LiteRT's finalizer finding its ``ctypes`` gone) and exit status 0."""
+    _both_routes("CpuRef")
+    proc = subprocess.run(
+        [sys.executable, "-c", _EXIT_SCRIPT], capture_output=True, text=True, timeout=900
+    )
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    assert proc.stdout.strip().endswith("end of script"), proc.stdout
+    assert "Exception ignored" not in proc.stderr, proc.stderr[-2000:]
+    assert "Traceback" not in proc.stderr, proc.stderr[-2000:]

@@ -147,6 +147,7 @@ DELEGATE_ANY = [
     "test_detector_cycles_do_not_load_new_networks",
     "test_cli_backends_parity_and_bench_put_both_routes_side_by_side",
     "test_fastest_measures_each_route",
+    "test_exit_destroys_the_delegates_cleanly",
 ]
 DELEGATE_LANE = {
     "amd64": [
