@@ -18,7 +18,7 @@ ifneq ($(wildcard $(SHARED)/data/vww_samples),)
 IMAGES ?= $(SHARED)/data/vww_samples
 endif
 
-.PHONY: help install host-deps images images-export clean-images armnn-delegate detect fetch test test-arm64-lanes test-main test-gpuacc test-tflite-runtime dist test-sdist lint format clean distclean
+.PHONY: help install host-deps images images-export clean-images armnn-delegate detect fetch test test-arm64-image test-arm64-lanes test-main test-gpuacc-small test-gpuacc test-tflite-runtime dist test-sdist lint format clean distclean
 
 ## help: list the targets
 help:
@@ -86,22 +86,34 @@ clean-images:
 ##       suite, armvww:arm64 the Arm NN suites under qemu); as root it installs Debian
 ##       packages (tools/host-deps.sh), registers a binfmt_misc entry for arm64 and builds the
 ##       images into .cache/images (~3.5 GB; `make clean-images` removes it; see the README).
-##       Two jobs side by side (TEST_JOBS=1: one after the other): armvww:arm64's build and
-##       lanes (marker arm64), and everything else; each job's output is shown when it ends.
+##       Three jobs, two at a time (TEST_JOBS=1: one after the other): armvww:arm64's build
+##       and lanes (marker arm64); GpuAcc on PoCL with the small model (armvww:gpuacc-pocl,
+##       once armvww:arm64 is built); everything else. Each job's output is shown when it ends.
 TEST_JOBS ?= 2
+GPUACC_SMALL := tests/trees/test_gpuacc_every_run.py
 test: install host-deps
-	@$(MAKE) --no-print-directory -j$(TEST_JOBS) --output-sync=target test-arm64-lanes test-main
+	@$(MAKE) --no-print-directory -j$(TEST_JOBS) --output-sync=target \
+	    test-arm64-lanes test-main test-gpuacc-small
 
-# (part of `make test`) armvww:arm64 and the lanes inside it (qemu on x86)
-test-arm64-lanes:
+# (part of `make test`) armvww:arm64, once for the two jobs that need it
+test-arm64-image:
 	@$(MAKE) --no-print-directory images IMAGE_NAMES=arm64
+
+# (part of `make test`) the lanes inside armvww:arm64 (qemu on x86)
+test-arm64-lanes: test-arm64-image
 	$(PY) -m pytest -m arm64 tests/trees $(PYTEST_ARGS)
+
+# (part of `make test`) armvww:gpuacc-pocl (FROM armvww:arm64: + PoCL and the OpenCL shim) and
+# GpuAcc on PoCL with tflite_build.vww_ops_model, both routes (a cold PoCL kernel cache in CI)
+test-gpuacc-small: test-arm64-image
+	@$(MAKE) --no-print-directory images IMAGE_NAMES=gpuacc-pocl
+	$(PY) -m pytest $(GPUACC_SMALL) $(PYTEST_ARGS)
 
 # (part of `make test`) armvww:x86, the delegate for the host lane, and all but the arm64 lanes
 test-main:
 	@$(MAKE) --no-print-directory images IMAGE_NAMES=x86
 	@$(MAKE) --no-print-directory armnn-delegate DELEGATE_ARCH=amd64
-	$(PY) -m pytest -m "not arm64" $(PYTEST_ARGS)
+	$(PY) -m pytest -m "not arm64" --deselect $(GPUACC_SMALL) $(PYTEST_ARGS)
 
 ## test-gpuacc: opt-in GpuAcc-on-PoCL lane (functional check of GpuAcc, not Mali speed;
 ##              ~600 MB, ~30 min of kernel compiles per model on a cold cache)

@@ -601,12 +601,54 @@ def test_with_extra_outputs_on_real_models(name: str, resolver: str) -> None:
 
 def test_vww_ops_model_has_each_vww_operator_once() -> None:
     m = parse_model(tb.vww_ops_model(), "vww_ops_model")
-    assert [o.op for o in m.operators] == list(tb.VWW_OP_TYPES)
+    assert [o.op for o in m.operators] == [*tb.VWW_OP_TYPES, "FULLY_CONNECTED"]
     assert m.input.shape == (1, 8, 8, 1) and m.output.shape == (1, 2)
     # the six types of Arm's MicroNet VWW models (the real model, when present)
     vww2 = MODELS / "vww2_50_50_INT8.tflite"
     if vww2.is_file():
         assert set(parse_model(vww2.read_bytes()).ops) == set(tb.VWW_OP_TYPES)
+
+
+@pytest.mark.litert
+def test_vww_ops_model_shares_the_probe_models_layers() -> None:
+    """Its CONV_2D, AVERAGE_POOL_2D, RESHAPE and FULLY_CONNECTED are tiny_vww_model's (the
+    probe's trial model): the same tensors (shape, type, quantisation, constant data) and,
+    fed the same tensor, the same results; so GpuAcc builds the same OpenCL programs for
+    them (Arm Compute Library bakes shapes and quantisation into the build options)."""
+    from ai_edge_litert.interpreter import Interpreter
+
+    def tensors(data: bytes) -> tuple[Any, dict[str, dict[str, Any]]]:
+        it = Interpreter(model_content=data, experimental_preserve_all_tensors=True)
+        it.allocate_tensors()
+        return it, {t["name"]: t for t in it.get_tensor_details()}
+
+    ops_it, ops = tensors(tb.vww_ops_model())
+    tiny_it, tiny = tensors(tb.tiny_vww_model())
+    shared = ("conv/weights", "conv/bias", "conv/relu", "pool", "reshape", "fc/weights")
+    for name in (*shared, "fc/bias", "Identity"):
+        a, b = ops[name], tiny[name]
+        assert (a["shape"].tolist(), a["dtype"]) == (b["shape"].tolist(), b["dtype"]), name
+        qa, qb = a["quantization_parameters"], b["quantization_parameters"]
+        assert all(np.array_equal(qa[k], qb[k]) for k in ("scales", "zero_points")), name
+    for name in ("conv/weights", "conv/bias", "fc/weights", "fc/bias"):
+        assert np.array_equal(
+            ops_it.get_tensor(ops[name]["index"]), tiny_it.get_tensor(tiny[name]["index"])
+        )
+    # the ADD's output has the CONV's quantisation, so the pool and the head are the same
+    qa, qc = ops["add"]["quantization_parameters"], ops["conv/relu"]["quantization_parameters"]
+    assert np.array_equal(qa["scales"], qc["scales"]) and np.array_equal(
+        qa["zero_points"], qc["zero_points"]
+    )
+    rng = np.random.default_rng(3)
+    for _ in range(5):  # same options: the same input gives the same CONV output
+        x = rng.integers(-128, 128, (1, 8, 8, 1), dtype=np.int8)
+        for it in (ops_it, tiny_it):
+            it.set_tensor(it.get_input_details()[0]["index"], x)
+            it.invoke()
+        conv = [
+            it.get_tensor(d["conv/relu"]["index"]) for it, d in ((ops_it, ops), (tiny_it, tiny))
+        ]
+        assert np.array_equal(*conv)
 
 
 @pytest.mark.litert

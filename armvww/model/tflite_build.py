@@ -803,28 +803,35 @@ VWW_OP_TYPES: Final = (
 
 def vww_ops_model(hw: tuple[int, int] = (8, 8)) -> bytes:
     """A small int8 model with one operator of each of :data:`VWW_OP_TYPES`, wired the way
-    Arm's MicroNet VWW models use them.
+    Arm's MicroNet VWW models use them, plus the classifier head of :func:`tiny_vww_model`.
 
-    int8 (1, H, W, 1) -> CONV_2D 3x3/2 SAME + ReLU (2 channels, per-channel weights) and, on
-    a second branch, DEPTHWISE_CONV_2D 3x3/2 SAME + ReLU (1 channel) -> PAD of the channels
-    1 -> 2 (its zero point is not 0) -> ADD of both branches (MicroNet's residual with a
-    channel-padded shortcut) -> AVERAGE_POOL_2D over the whole map (VALID, no padding) ->
-    RESHAPE -> int8 (1, 2). Deterministic constants, no random number generator.
+    int8 (1, H, W, 1) -> CONV_2D 3x3/2 SAME + ReLU (4 channels) and, on a second branch,
+    DEPTHWISE_CONV_2D 3x3/2 SAME + ReLU (1 channel) -> PAD of the channels 1 -> 4 (its zero
+    point is not 0) -> ADD of both branches (MicroNet's residual with a channel-padded
+    shortcut) -> AVERAGE_POOL_2D over the whole map (VALID, no padding) -> RESHAPE (1, 4) ->
+    FULLY_CONNECTED -> int8 (1, 2). Deterministic constants, no random number generator.
+
+    The CONV_2D, AVERAGE_POOL_2D, RESHAPE and FULLY_CONNECTED are :func:`tiny_vww_model`'s
+    (same shapes, weights and quantisation: the ADD's output has the CONV_2D's), the model
+    armvww's availability probe loads on every Arm NN backend. Arm Compute Library bakes
+    shapes and quantisation into each OpenCL program's build options, so on GpuAcc those
+    layers reuse the programs the probe already built (a compiled-kernel cache such as
+    PoCL's hits); only the DEPTHWISE_CONV_2D, PAD and ADD programs are this model's own.
+    Under emulation (GpuAcc on PoCL under qemu, docs/gpuacc-pocl.md) that is what makes a
+    cold run of this model cheap.
 
     In vww2 and vww4 every PAD pads channels and feeds an ADD, and the one AVERAGE_POOL_2D
     averages a whole feature map with no PAD before it. A spatial PAD before an average pool
     is avoided on purpose: Arm NN folds it into the pooling, and GpuAcc (Arm Compute
     Library's OpenCL pooling, 23.08) then averages the padding as raw 0 instead of the zero
     point (docs/gpuacc-pocl.md), a pattern the VWW models do not contain.
-    Small on purpose: GpuAcc on PoCL compiles one OpenCL kernel per operator type under qemu,
-    so this model exercises every kernel the VWW models need at a fraction of their cost.
 
     Raises:
         InputError: a non-positive size.
     """
     p = tiny_vww_params(hw)
     h, w = p.hw
-    c = 2
+    c = _TINY_C1
     h2, w2 = (h + 1) // 2, (w + 1) // 2
     t: list[TensorDef] = []
 
@@ -840,15 +847,13 @@ def vww_ops_model(hw: tuple[int, int] = (8, 8)) -> bytes:
         t.append(TensorDef(shape, dtype, name, scale, zp, data, quantized_dimension=qdim))
         return len(t) - 1
 
-    conv_scales = [float(v) for v in p.conv_w_scales[:c]]
+    conv_scales = [float(v) for v in p.conv_w_scales]
     dw_scale = 0.011
     k = np.arange(9, dtype=np.int64)
     dw_w = (((k * 29 + 7) % 255) - 127).astype(np.int8).reshape(1, 3, 3, 1)
     x = add((1, h, w, 1), "input", p.in_scale, p.in_zp)
-    cw = add((c, 3, 3, 1), "conv/weights", conv_scales, [0] * c, p.conv_w[:c])
-    cb = add(
-        (c,), "conv/bias", [p.in_scale * v for v in conv_scales], [0] * c, p.conv_b[:c], "int32"
-    )
+    cw = add((c, 3, 3, 1), "conv/weights", conv_scales, [0] * c, p.conv_w)
+    cb = add((c,), "conv/bias", [p.in_scale * v for v in conv_scales], [0] * c, p.conv_b, "int32")
     conv = add((1, h2, w2, c), "conv/relu", p.conv_scale, p.conv_zp)
     dw = add((1, 3, 3, 1), "dw/weights", [dw_scale], [0], dw_w, qdim=3)
     db = add((1,), "dw/bias", [p.in_scale * dw_scale], [0], np.array([25], np.int32), "int32")
@@ -862,10 +867,13 @@ def vww_ops_model(hw: tuple[int, int] = (8, 8)) -> bytes:
         "int32",
     )
     padded = add((1, h2, w2, c), "pad", 0.03, -20)
-    sm = add((1, h2, w2, c), "add", 0.03, -90)
-    pool = add((1, 1, 1, c), "pool", 0.03, -90)
+    sm = add((1, h2, w2, c), "add", p.conv_scale, p.conv_zp)
+    pool = add((1, 1, 1, c), "pool", p.conv_scale, p.conv_zp)
     shape = add((2,), "reshape/shape", None, None, np.array([1, c], dtype=np.int32), "int32")
-    out = add((1, c), "Identity", 0.03, -90)
+    resh = add((1, c), "reshape", p.conv_scale, p.conv_zp)
+    fw = add((2, c), "fc/weights", p.fc_w_scale, 0, p.fc_w)
+    fb = add((2,), "fc/bias", p.conv_scale * p.fc_w_scale, 0, p.fc_b, "int32")
+    out = add((1, 2), "Identity", p.out_scale, p.out_zp)
     relu = "RELU"
     ops = [
         OpDef(
@@ -892,9 +900,16 @@ def vww_ops_model(hw: tuple[int, int] = (8, 8)) -> bytes:
             "AVERAGE_POOL_2D",
             [sm],
             [pool],
-            {"padding": "VALID", "filter_width": w2, "filter_height": h2},
+            {
+                "padding": "VALID",
+                "stride_w": 1,
+                "stride_h": 1,
+                "filter_width": w2,
+                "filter_height": h2,
+            },
         ),
-        OpDef("RESHAPE", [pool, shape], [out], {"new_shape": [1, c]}),
+        OpDef("RESHAPE", [pool, shape], [resh], {"new_shape": [1, c]}),
+        OpDef("FULLY_CONNECTED", [resh, fw, fb], [out]),
     ]
     return build_model(t, ops, [x], [out], f"armvww VWW operator set {h}x{w} int8")
 

@@ -46,7 +46,8 @@ BOUND_LSB = 1 + 3
 def case() -> tuple[bytes, list[np.ndarray], np.ndarray, float]:
     data = tflite_build.vww_ops_model()
     model = load_model(data)
-    assert model.op_counts == dict.fromkeys(tflite_build.VWW_OP_TYPES, 1), model.op_counts
+    want_ops = dict.fromkeys((*tflite_build.VWW_OP_TYPES, "FULLY_CONNECTED"), 1)
+    assert model.op_counts == want_ops, model.op_counts
     qs = parity.generated_inputs(model, N_GENERATED, seed=7)
     qs += [np.full(model.input.shape, v, np.int8) for v in (-128, model.input.zero_point, 127)]
     with armvww.Detector(data, backend="LiteRT") as ref:
@@ -102,7 +103,7 @@ def test_delegate_route(case: tuple[bytes, list[np.ndarray], np.ndarray, float])
         assert det.route == "delegate"
         info = det.session_info
         got = parity.stack([det.run(q) for q in qs])
-    assert info["placement"] == {"armnn_nodes": 6, "litert_nodes": 0, "delegate_nodes": 1}, info
+    assert info["placement"] == {"armnn_nodes": 7, "litert_nodes": 0, "delegate_nodes": 1}, info
     assert set(info["armnn_placement"]) == {"GpuAcc"}, info["armnn_placement"]
     _check(
         "GpuAcc delegate route",

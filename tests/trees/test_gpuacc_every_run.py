@@ -6,8 +6,9 @@ delegate), against LiteRT. Runs ``tests/gpuacc/test_gpuacc_every_run.py`` inside
 The delegate is the one in armvww:gpuacc-pocl (FROM armvww:arm64: its cross-compiled build
 stage) or the project's build in ``.cache/armnn-delegate/arm64``; PoCL's compiled kernels are kept
 in ``$ARMVWW_POCL_CACHE_DIR`` (default ``.cache/pocl-kernels``), so a second run skips the
-compiles. A functional check of GpuAcc, not of Mali speed. Cost and why it is opt-in in
-``make test``: README ("GpuAcc on PoCL").
+compiles. A functional check of GpuAcc, not of Mali speed. Part of every ``make test`` (its
+own job, ``make test-gpuacc-small``; strict in CI: it must pass, never skip as root); its
+cold cost: README ("GpuAcc on PoCL").
 """
 
 from __future__ import annotations
@@ -26,12 +27,6 @@ pytestmark = [
     pytest.mark.trees,
     pytest.mark.gpuacc,
     pytest.mark.slow,
-    pytest.mark.optional,
-    pytest.mark.skipif(
-        os.environ.get("ARMVWW_GPUACC") != "1" and os.environ.get("ARMVWW_GPUACC_SMALL") != "1",
-        reason="opt-in (a cold run compiles PoCL kernels under qemu for ~20 min): "
-        "ARMVWW_GPUACC_SMALL=1 make test (make test-gpuacc runs it within tests/gpuacc)",
-    ),
 ]
 
 EXPECTED = {"test_parser_route", "test_delegate_route"}
