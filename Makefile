@@ -103,8 +103,9 @@ test-arm64-image:
 test-arm64-lanes: test-arm64-image
 	$(PY) -m pytest -m arm64 tests/trees $(PYTEST_ARGS)
 
-# (part of `make test`) armvww:gpuacc-pocl (FROM armvww:arm64: + PoCL and the OpenCL shim) and
-# GpuAcc on PoCL with tflite_build.vww_ops_model, both routes (a cold PoCL kernel cache in CI)
+## test-gpuacc-small: (part of `make test`) armvww:gpuacc-pocl (armvww:arm64 + PoCL + the
+##       OpenCL shim) and GpuAcc on PoCL with the small model vww_ops_model, both Arm NN routes
+##       vs LiteRT (~4-6 min with a cold PoCL kernel cache, as in CI; ~1 min warm)
 test-gpuacc-small: test-arm64-image
 	@$(MAKE) --no-print-directory images IMAGE_NAMES=gpuacc-pocl
 	$(PY) -m pytest $(GPUACC_SMALL) $(PYTEST_ARGS)
