@@ -40,6 +40,7 @@ REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
 from armvww import Detector, machine  # noqa: E402
+from armvww.model import tflite_build  # noqa: E402
 from armvww.pipeline import Plan, PlanSpec  # noqa: E402
 
 SHARED = Path(os.environ.get("ARMVWW_SHARED", REPO.parent / "shared"))
@@ -326,6 +327,12 @@ def main() -> int:
     ap.add_argument("--n", type=int, default=1_000_000)
     ap.add_argument("--million-json", help="the result of a `million` run to include")
     ap.add_argument("-b", "--backend", default="LiteRT", help="backend (label) to run on")
+    ap.add_argument(
+        "--model",
+        default="vww2",
+        help="model name or path; 'vww-ops': armvww's small model with the six VWW operator "
+        "types (tflite_build.vww_ops_model: GpuAcc on PoCL compiles few kernels)",
+    )
     ap.add_argument("--sets", default=",".join(SETS), help=f"input sets, of {','.join(SETS)}")
     ap.add_argument("--scale", type=float, default=1.0, help="x the item counts (< 1: fewer)")
     ap.add_argument("--rounds", type=int, help="rounds per set (default 3 quick, else 5)")
@@ -343,7 +350,8 @@ def main() -> int:
         ap.error(f"unknown sets {sorted(unknown)}; known: {', '.join(SETS)}")
     load0 = machine.loadavg()
     rep = Report()
-    det = Detector("vww2", backend=args.backend)
+    model: Any = tflite_build.vww_ops_model() if args.model == "vww-ops" else args.model
+    det = Detector(model, backend=args.backend)
 
     def times(k: int) -> int:
         return max(1, round(k * args.scale))
@@ -419,13 +427,15 @@ def main() -> int:
         rep.target("million-item stream: wrong or missing", m["wrong_or_missing"], 0, False)
     load1 = machine.loadavg()
     emulated = str(det.session_info.get("emulation", ""))
+    name = "vww_ops_model (armvww's own)" if args.model == "vww-ops" else det.model.name
+    route = f", {det.route} route" if det.route else ""
     head = [
         f"# armvww pipeline benchmark: {platform.machine()}",
         "",
         f"Generated {time.strftime('%Y-%m-%dT%H:%M:%SZ', time.gmtime())} by "
         f"`benchmarks/pipeline_bench.py{' --quick' if args.quick else ''}` on "
         f"{machine.cpu_model()}, {cores} usable cores, Python {platform.python_version()}; "
-        f"vww2 on {det.backend} ({det.runtime}{', ' + det.route + ' route' if det.route else ''}"
+        f"{name} on {det.backend} ({det.runtime}{route}"
         f"{', EMULATED: ' + emulated + ', ratios only' if emulated else ''}); "
         f"load average {load0} -> {load1} "
         "(the 2 cores were shared with other jobs: ratios only, and noisy).",
