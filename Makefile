@@ -92,7 +92,7 @@ clean-images:
 TEST_JOBS ?= 2
 GPUACC_SMALL := tests/trees/test_gpuacc_every_run.py
 test: install host-deps
-	@$(MAKE) --no-print-directory -j$(TEST_JOBS) --output-sync=target \
+	@$(MAKE) --no-print-directory -k -j$(TEST_JOBS) --output-sync=target \
 	    test-arm64-lanes test-main test-gpuacc-small
 
 # (part of `make test`) armvww:arm64, once for the two jobs that need it

@@ -198,6 +198,8 @@ PROCESS_CHUNK = 64
 #: cost (about 0.5 ms: pickling, two pipe hops, waking a worker) is a few percent, short
 #: enough that the last tasks of a run keep both cores busy.
 TASK_SECONDS = 0.025
+#: On Ctrl-C, how long each step of stopping the worker processes may take, seconds.
+STOP_SECONDS = 5.0
 #: Most frames per task for worker threads that infer (cheap frames only; see above).
 FRAME_CHUNK = 8
 #: The same for worker threads: a task costs little there (a queue hand-off), but a frame
@@ -551,6 +553,38 @@ class _ProcessPool(_Pool):
 
     def close(self) -> None:
         self._pool.shutdown(wait=True, cancel_futures=True)
+
+    def __exit__(self, *exc: object) -> None:
+        if exc and exc[0] in (KeyboardInterrupt, SystemExit):
+            self._stop_now()
+        else:
+            self.close()
+
+    def _stop_now(self) -> None:
+        """On Ctrl-C: cancel what has not started, then stop the workers, each within a
+        bounded time: told to stop (the executor's shutdown, in a helper thread so that a
+        shutdown stuck on the executor's own locks cannot hang the caller), then terminated
+        (SIGTERM: workers ignore only SIGINT), then killed, and joined."""
+        procs = list((getattr(self._pool, "_processes", None) or {}).values())
+        stopper = threading.Thread(
+            target=self._pool.shutdown,
+            kwargs={"wait": True, "cancel_futures": True},
+            name="armvww-pipeline-stop",
+            daemon=True,
+        )
+        stopper.start()
+        stopper.join(STOP_SECONDS)
+        for p in procs:
+            if p.is_alive():
+                p.terminate()
+        for p in procs:
+            p.join(STOP_SECONDS)
+            if p.is_alive():
+                p.kill()
+                p.join(STOP_SECONDS)
+        stopper.join(STOP_SECONDS)
+        if stopper.is_alive():
+            log.warning("the pipeline's process pool did not shut down; its workers are stopped")
 
     def _submit(self, items: list[Any]) -> Future[_Done]:
         """A task; on a pool already broken (a worker died since the last result), a future
