@@ -200,6 +200,8 @@ PROCESS_CHUNK = 64
 TASK_SECONDS = 0.025
 #: On Ctrl-C, how long each step of stopping the worker processes may take, seconds.
 STOP_SECONDS = 5.0
+#: Frames (height x width) below this are run without workers (see :func:`choose_plan`).
+SMALL_FRAME_PIXELS = 320 * 240
 #: Most frames per task for worker threads that infer (cheap frames only; see above).
 FRAME_CHUNK = 8
 #: The same for worker threads: a task costs little there (a queue hand-off), but a frame
@@ -213,6 +215,7 @@ def choose_plan(
     cores: int | None = None,
     inference_holds_gil: bool = False,
     replicable: bool = False,
+    frame_pixels: int | None = None,
 ) -> Plan:
     """The plan for this input kind and machine (``benchmarks/pipeline_bench.py``; LiteRT on
     x86-64, 2 cores; ``benchmarks/gil_release.py`` for which inference holds the GIL).
@@ -232,7 +235,10 @@ def choose_plan(
       GIL), frames one at a time while a frame costs over :data:`THREAD_TASK_SECONDS` (a
       camera's frame is not held back to fill a chunk; at most 2 frames held per thread),
       cheap frames up to :data:`FRAME_CHUNK` a task; else one preparing thread while the
-      caller infers; but
+      caller infers; frames (arrays, PIL images) under :data:`SMALL_FRAME_PIXELS`: no
+      workers (96x96 frames: sequential 0.50 of the CPU bound, two inferring threads
+      0.35-0.45, a preparing thread 0.41; at 160x120 all within noise; from 320x240 the
+      threads win: 0.56 vs 0.48, and 0.86 vs 0.48 at 640x480); but
       when the inference holds the GIL (PyArmNN's ``EnqueueWorkload``, the Arm NN parser
       route), a thread cannot overlap it, so one worker process.
     """
@@ -241,6 +247,8 @@ def choose_plan(
         return Plan.of("none", reason="one usable core")
     if not files and inference_holds_gil:
         return Plan.of("process", 1, 1, reason="arrays, inference holds the GIL: one process")
+    if not files and frame_pixels is not None and frame_pixels < SMALL_FRAME_PIXELS:
+        return Plan.of("none", reason=f"frames of {frame_pixels} pixels: workers cost more")
     if not files and replicable:
         return Plan.of("thread", n, FRAME_CHUNK, reason=f"arrays on {n} cores", infer=True)
     if not files:
@@ -295,7 +303,19 @@ def _auto(
             break
     files = all(_is_file_like(j[2]) for j in head)
     count = len(head) if len(head) < MIN_ITEMS_FOR_PROCESSES else None
-    return choose_plan(files, count, None, holds_gil, replicable), itertools.chain(head, jobs)
+    pixels = _pixels(head[-1][2]) if head and not files else None
+    plan = choose_plan(files, count, None, holds_gil, replicable, pixels)
+    return plan, itertools.chain(head, jobs)
+
+
+def _pixels(item: object) -> int | None:
+    """Height x width of an array or PIL image (a frame), else None."""
+    if isinstance(item, np.ndarray) and item.ndim >= 2:
+        return int(item.shape[0]) * int(item.shape[1])
+    size = getattr(item, "size", None)
+    if isinstance(size, tuple) and len(size) == 2 and all(isinstance(v, int) for v in size):
+        return int(size[0]) * int(size[1])
+    return None
 
 
 def _is_file_like(item: object) -> bool:

@@ -235,6 +235,10 @@ def test_plan_validation_and_choice() -> None:
     frames = choose_plan(False, None, cores=2, replicable=True)
     assert (frames.kind, frames.workers, frames.infer) == ("thread", 2, True)
     assert not choose_plan(True, None, cores=2).infer
+    small = choose_plan(False, None, cores=2, replicable=True, frame_pixels=96 * 96)
+    assert small.kind == "none"  # small frames: workers cost more than they overlap
+    vga = choose_plan(False, None, cores=2, replicable=True, frame_pixels=640 * 480)
+    assert (vga.kind, vga.infer) == ("thread", True)
     assert not choose_plan(True, 13, cores=2, replicable=True).infer
     assert choose_plan(True, None, cores=1, replicable=True).kind == "none"
 
