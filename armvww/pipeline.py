@@ -420,6 +420,8 @@ class _Pool:
     task_seconds: float = TASK_SECONDS
     first: int = 4
 
+    _pool: ThreadPoolExecutor | ProcessPoolExecutor
+
     def __init__(self, stage: Any, n: int) -> None:
         self._stage = stage
         self._n = n
@@ -432,6 +434,7 @@ class _Pool:
 
     def close(self) -> None:
         """Cancel what has not started, let the running chunks finish, join every worker."""
+        self._pool.shutdown(wait=True, cancel_futures=True)
 
     def _submit(self, items: list[Any]) -> Future[_Done]:
         raise NotImplementedError
@@ -485,9 +488,6 @@ class _ThreadPool(_Pool):
     def __init__(self, stage: Any, n: int) -> None:
         super().__init__(stage, n)
         self._pool = ThreadPoolExecutor(n, thread_name_prefix="armvww-pipeline")
-
-    def close(self) -> None:
-        self._pool.shutdown(wait=True, cancel_futures=True)
 
     def _submit(self, items: list[Any]) -> Future[_Done]:
         return self._pool.submit(_run_items, self._stage, items)
@@ -570,9 +570,6 @@ class _ProcessPool(_Pool):
         return ProcessPoolExecutor(
             self._n, mp_context=_CONTEXT, initializer=_worker_init, initargs=(self._stage,)
         )
-
-    def close(self) -> None:
-        self._pool.shutdown(wait=True, cancel_futures=True)
 
     def __exit__(self, *exc: object) -> None:
         if exc and exc[0] in (KeyboardInterrupt, SystemExit):
