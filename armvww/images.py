@@ -40,9 +40,9 @@ import stat
 import warnings
 from collections.abc import Iterator
 from dataclasses import dataclass
-from functools import cache
+from functools import cache, lru_cache
 from pathlib import Path
-from typing import cast
+from typing import Any, cast
 
 import numpy as np
 from PIL import Image, ImageFile, ImageOps, UnidentifiedImageError
@@ -82,8 +82,14 @@ def describe(image: object) -> str:
     if isinstance(image, Image.Image):
         return f"<PIL {image.mode} {image.width}x{image.height}>"
     if isinstance(image, np.ndarray):
-        return f"<ndarray {image.dtype} {image.shape}>"
+        return _describe_array(image.dtype, image.shape)
     return f"<{type(image).__name__}>"
+
+
+@lru_cache(maxsize=256)
+def _describe_array(dtype: np.dtype[Any], shape: tuple[int, ...]) -> str:
+    # cached: a camera's frames share one label, and numpy's str(dtype) costs ~5 µs a call
+    return f"<ndarray {dtype} {shape}>"
 
 
 def load_image(

@@ -171,12 +171,14 @@ class Plan:
     ) -> Plan:
         """A plan of ``kind`` with defaults: workers = usable cores, chunk
         :data:`PROCESS_CHUNK` (the most; adaptive) for processes and 1 otherwise, window =
-        2 chunks per worker (1 item for ``"none"``)."""
+        :data:`PROCESS_TASKS` chunks per worker process, 2 per thread (1 item for
+        ``"none"``)."""
         if kind == "none":
             return cls("none", 1, 1, 1, reason or "requested")
         n = workers if workers is not None else machine.usable_cores()
         c = chunk if chunk is not None else (PROCESS_CHUNK if kind == "process" else 1)
-        return cls(kind, n, c, max(2, 2 * n) * c, reason or "requested", infer)
+        tasks = PROCESS_TASKS * n if kind == "process" else max(2, 2 * n)
+        return cls(kind, n, c, tasks * c, reason or "requested", infer)
 
     def describe(self) -> str:
         """One line: kind, workers, chunk, window, where inference runs and the reason."""
@@ -194,10 +196,16 @@ class Plan:
 MIN_ITEMS_FOR_PROCESSES = 1000
 #: Most items per task sent to a worker process (the size adapts below it).
 PROCESS_CHUNK = 64
+#: Tasks held per worker process: a task's round trip (pickling, two pipe hops, waking the
+#: worker) costs more than a thread's, and items of very different costs (small and large
+#: photos) must not leave a worker waiting for the caller to take a slow task's results.
+PROCESS_TASKS = 4
 #: The aim for one task's work in a worker process, seconds: long enough that the per-task
 #: cost (about 0.5 ms: pickling, two pipe hops, waking a worker) is a few percent, short
 #: enough that the last tasks of a run keep both cores busy.
 TASK_SECONDS = 0.025
+#: How far an item's cost estimate moves toward a cheaper task's per-item cost.
+COST_DECAY = 0.25
 #: On Ctrl-C, how long each step of stopping the worker processes may take, seconds.
 STOP_SECONDS = 5.0
 #: Frames (height x width) below this are run without workers (see :func:`choose_plan`).
@@ -247,7 +255,12 @@ def choose_plan(
         return Plan.of("none", reason="one usable core")
     if not files and inference_holds_gil:
         return Plan.of("process", 1, 1, reason="arrays, inference holds the GIL: one process")
-    if not files and frame_pixels is not None and frame_pixels < SMALL_FRAME_PIXELS:
+    small = not files and frame_pixels is not None and frame_pixels < SMALL_FRAME_PIXELS
+    if small and replicable and count is not None and count >= MIN_ITEMS_FOR_PROCESSES:
+        return Plan.of(
+            "process", n, reason=f"{count} frames of {frame_pixels} pixels on {n} cores", infer=True
+        )
+    if small:
         return Plan.of("none", reason=f"frames of {frame_pixels} pixels: workers cost more")
     if not files and replicable:
         return Plan.of("thread", n, FRAME_CHUNK, reason=f"arrays on {n} cores", infer=True)
@@ -286,10 +299,11 @@ PlanSpec = Plan | Literal["auto", "none", "thread", "process"]
 
 
 def _auto(
-    spec: str, jobs: Iterator[_Job], holds_gil: bool, replicable: bool
+    spec: str, jobs: Iterator[_Job], holds_gil: bool, replicable: bool, known: int | None
 ) -> tuple[Plan, Iterator[_Job]]:
     """The plan for ``spec``; for ``"auto"``, look at up to :data:`MIN_ITEMS_FOR_PROCESSES`
-    items first (they are kept and come first)."""
+    items first (they are kept and come first). ``known``: how many items the input holds,
+    when it says (a list or tuple; None for an iterator, e.g. a camera's frames)."""
     if spec in KINDS:
         return Plan.of(spec), jobs  # type: ignore[arg-type]
     if spec != "auto":
@@ -302,7 +316,10 @@ def _auto(
         if not _is_file_like(j[2]) or len(head) >= MIN_ITEMS_FOR_PROCESSES:
             break
     files = all(_is_file_like(j[2]) for j in head)
-    count = len(head) if len(head) < MIN_ITEMS_FOR_PROCESSES else None
+    if files:
+        count = len(head) if len(head) < MIN_ITEMS_FOR_PROCESSES else None
+    else:
+        count = known
     pixels = _pixels(head[-1][2]) if head and not files else None
     plan = choose_plan(files, count, None, holds_gil, replicable, pixels)
     return plan, itertools.chain(head, jobs)
@@ -352,7 +369,8 @@ def stream(
     jobs = _jobs(items)
     if isinstance(plan, Plan):
         return Stream(plan, jobs)
-    resolved, jobs = _auto(plan, jobs, inference_holds_gil, replicable)
+    known = len(items) if isinstance(items, (list, tuple)) else None
+    resolved, jobs = _auto(plan, jobs, inference_holds_gil, replicable, known)
     return Stream(resolved, jobs)
 
 
@@ -397,8 +415,9 @@ def prepared(
     yield from run(prepare, s)
 
 
-#: What a task gives back: each item's outcome, and the seconds the task took.
-_Done = tuple[list[Outcome], float]
+#: What a task gives back: each item's outcome (a list, or from a worker process maybe one
+#: array of them all: :func:`_packed`), and the seconds the task took.
+_Done = tuple[Any, float]
 _Pending = deque[tuple[list[_Job], "Future[_Done]"]]
 
 
@@ -419,6 +438,7 @@ class _Pool:
 
     task_seconds: float = TASK_SECONDS
     first: int = 4
+    tasks_per_worker: int = 2
 
     _pool: ThreadPoolExecutor | ProcessPoolExecutor
 
@@ -445,12 +465,13 @@ class _Pool:
     def run(self, jobs: Iterator[_Job], plan: Plan) -> Iterator[tuple[str, Outcome]]:
         pending: _Pending = deque()
         size = min(plan.chunk, self.first)
+        cost = 0.0  # the estimate of an item's seconds (0: nothing measured yet)
         held = 0
         ended = False
 
         def top_up() -> None:
             nonlocal held, ended
-            room = min(plan.window, 2 * self._n * size)
+            room = min(plan.window, self.tasks_per_worker * self._n * size)
             while not ended and (not pending or held + size <= room):
                 c = list(itertools.islice(jobs, size))
                 if not c:
@@ -469,12 +490,22 @@ class _Pool:
                 continue
             pending.popleft()
             held -= len(c)
-            per_item = seconds / len(c)
-            fit = int(self.task_seconds / per_item) if per_item > 0 else plan.chunk
+            cost = _item_cost(cost, seconds / len(c))
+            fit = int(self.task_seconds / cost) if cost > 0 else plan.chunk
             size = max(1, min(plan.chunk, fit))
             for (_, label, _), out in zip(c, outs, strict=True):
                 yield label, out
             top_up()  # after the chunk is handed over: the window holds
+
+
+def _item_cost(estimate: float, measured: float) -> float:
+    """The next estimate of an item's cost: up at once to a costlier task's per-item cost,
+    down by :data:`COST_DECAY` of the gap after a cheaper one. A mixed stream (small and
+    large photos in turn) is then sized by its costly items, so that a cheap run does not
+    grow one task into the costly items that follow it while the other workers wait."""
+    if measured >= estimate:
+        return measured
+    return estimate + COST_DECAY * (measured - estimate)
 
 
 class _ThreadPool(_Pool):
@@ -499,11 +530,13 @@ _STAGE: Callable[[Any], np.ndarray] | None = None
 
 
 def _worker_init(stage: Callable[[Any], np.ndarray]) -> None:
-    """In each worker process: keep the stage, and ignore SIGINT (a Ctrl-C reaches the whole
-    process group; the parent decides and stops the workers)."""
+    """In each worker process: keep the stage, ignore SIGINT (a Ctrl-C reaches the whole
+    process group; the parent decides and stops the workers), and let malloc reuse freed
+    image-sized blocks (:func:`armvww.machine.keep_freed_memory`)."""
     global _STAGE
     _STAGE = stage
     signal.signal(signal.SIGINT, signal.SIG_IGN)
+    machine.keep_freed_memory()
 
 
 def _run_chunk(items: list[Any]) -> _Done:
@@ -511,7 +544,20 @@ def _run_chunk(items: list[Any]) -> _Done:
     the chunk took (the parent sizes the next chunks by it)."""
     assert _STAGE is not None, "worker started without a stage"
     outs, seconds = _run_items(_STAGE, items)
-    return [_picklable(o) for o in outs], seconds
+    return _packed([_picklable(o) for o in outs]), seconds
+
+
+def _packed(outs: list[Outcome]) -> Any:
+    """A chunk's outcomes as one array (items along its first axis) when they are all arrays
+    of one shape and dtype: one object to pickle and unpickle instead of one per item (a
+    cost paid in the caller's process, beside the workers); else the list."""
+    first = outs[0] if outs else None
+    if isinstance(first, np.ndarray) and all(
+        isinstance(o, np.ndarray) and o.shape == first.shape and o.dtype == first.dtype
+        for o in outs
+    ):
+        return np.stack(outs)  # type: ignore[arg-type]
+    return outs
 
 
 def _picklable(out: Outcome) -> Outcome:
@@ -561,6 +607,8 @@ _CONTEXT = _NoMainContext()
 class _ProcessPool(_Pool):
     """Worker processes (:class:`~concurrent.futures.ProcessPoolExecutor`, ``spawn``), each
     given the stage once; see :func:`run`."""
+
+    tasks_per_worker = PROCESS_TASKS
 
     def __init__(self, stage: Any, n: int) -> None:
         super().__init__(stage, n)
@@ -634,7 +682,7 @@ class _ProcessPool(_Pool):
             for j in c:
                 try:
                     o, t = self._pool.submit(_run_chunk, [j[2]]).result()
-                    outs += o
+                    outs.extend(o)
                     seconds += t
                 except BrokenProcessPool:
                     self._restart()

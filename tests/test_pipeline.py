@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import os
+import platform
 import signal
 import subprocess
 import sys
@@ -21,7 +22,19 @@ import pytest
 
 from armvww import BackendError, Detector, ImageDecodeError, InputError
 from armvww.images import iter_image_paths
-from armvww.pipeline import KINDS, Plan, Preparer, WorkerError, choose_plan, prepared
+from armvww.machine import keep_freed_memory
+from armvww.pipeline import (
+    COST_DECAY,
+    KINDS,
+    Plan,
+    Preparer,
+    WorkerError,
+    _item_cost,
+    _packed,
+    choose_plan,
+    prepared,
+    stream,
+)
 
 REPO = Path(__file__).resolve().parent.parent
 SHARED = Path(os.environ.get("ARMVWW_SHARED", REPO.parent / "shared"))
@@ -241,6 +254,59 @@ def test_plan_validation_and_choice() -> None:
     assert (vga.kind, vga.infer) == ("thread", True)
     assert not choose_plan(True, 13, cores=2, replicable=True).infer
     assert choose_plan(True, None, cores=1, replicable=True).kind == "none"
+    # a list of >= 1000 small frames (a batch: its items are all there) goes to processes that
+    # infer; the same frames from an iterator (a camera: count unknown) run with no workers
+    batch = choose_plan(False, 4800, cores=2, replicable=True, frame_pixels=96 * 96)
+    assert (batch.kind, batch.workers, batch.infer) == ("process", 2, True)
+    assert choose_plan(False, None, cores=2, replicable=True, frame_pixels=96 * 96).kind == "none"
+    assert choose_plan(False, 999, cores=2, replicable=True, frame_pixels=96 * 96).kind == "none"
+    assert choose_plan(False, 4800, cores=2, frame_pixels=96 * 96).kind == "none"  # one session
+    big = choose_plan(False, 4800, cores=2, replicable=True, frame_pixels=640 * 480)
+    assert (big.kind, big.infer) == ("thread", True)  # large frames: pickling costs too much
+
+
+def test_auto_tells_a_batch_of_frames_from_a_stream() -> None:
+    """``"auto"`` knows a list's or a tuple's length, not an iterator's: the same 1,000
+    small frames are a batch (worker processes) as a list and a stream as a generator."""
+    frames = [np.full((96, 96, 3), k % 256, np.uint8) for k in range(1000)]
+    assert stream(frames, replicable=True).plan.kind == "process"
+    assert stream(tuple(frames), replicable=True).plan.kind == "process"
+    assert stream(iter(frames), replicable=True).plan.kind == "none"
+    assert stream(frames[:999], replicable=True).plan.kind == "none"
+
+
+def test_an_items_cost_estimate_rises_at_once_and_falls_slowly() -> None:
+    """Task sizes follow the costliest recent items: a cheap run after costly items shrinks
+    the estimate by COST_DECAY of the gap per task, a costly task raises it at once."""
+    assert _item_cost(0.0, 0.002) == 0.002  # the first measurement
+    assert _item_cost(0.001, 0.04) == 0.04  # a costly task: at once
+    assert _item_cost(0.04, 0.0) == pytest.approx(0.04 * (1 - COST_DECAY))
+    est = 0.04
+    for _ in range(3):
+        est = _item_cost(est, 0.001)
+    assert 0.001 < est < 0.04 and est == pytest.approx(0.001 + 0.039 * (1 - COST_DECAY) ** 3)
+
+
+def test_a_chunks_results_travel_as_one_array_when_they_can() -> None:
+    """Outcomes of one shape and dtype are packed into one array (one pickle); a chunk with
+    an error or mixed shapes stays a list. Either way each item keeps its own outcome."""
+    outs: list[Any] = [np.array([k, -k], np.int8) for k in range(5)]
+    packed = _packed(outs)
+    assert isinstance(packed, np.ndarray) and packed.shape == (5, 2)
+    assert all(np.array_equal(a, b) for a, b in zip(packed, outs, strict=True))
+    err = InputError("bad frame")
+    assert _packed([*outs[:2], err]) == [*outs[:2], err]
+    mixed = [outs[0], np.zeros(3, np.int8)]
+    assert _packed(mixed) is mixed
+    assert _packed([]) == []
+
+
+@pytest.mark.skipif(platform.libc_ver()[0] != "glibc", reason="mallopt is glibc's")
+def test_worker_processes_keep_freed_image_memory() -> None:
+    """keep_freed_memory() takes on glibc (both mallopt calls succeed); it is what every
+    worker process runs at start (its effect, 11.7 -> 9.3 ms per large file, is measured in
+    benchmarks/pipeline_bench.py, not here)."""
+    assert keep_freed_memory() is True
 
 
 #: Plans whose workers infer too, each in its own LiteRT session.
@@ -283,6 +349,27 @@ def test_frames_inferred_in_workers_equal_detect(workers: str, vww2_path: Path) 
                 assert isinstance(r.error, InputError)
                 continue
             assert r.as_dict() == det.detect(f).as_dict(), k
+
+
+@pytest.mark.litert
+def test_a_batch_of_small_frames_in_worker_processes_equals_detect(vww2_path: Path) -> None:
+    """A list of 1,200 small frames: ``auto`` starts worker processes that infer (the plan
+    says so in the log), and every frame's record is ``detect``'s, in order, each once; a
+    frame of the wrong dtype is an error on that frame only."""
+    rng = np.random.default_rng(8)
+    distinct = [rng.integers(0, 256, (96, 96, 3), dtype=np.uint8) for _ in range(40)]
+    frames: list[Any] = [distinct[k % 40] for k in range(1200)]
+    frames[601] = frames[601].astype(np.float32)
+    with Detector(vww2_path, backend="LiteRT") as det:
+        assert stream(frames, replicable=det.replicable).plan.kind == "process"
+        want = [det.detect(f).as_dict() for f in distinct]
+        got = det.detect_many(frames)
+    assert len(got) == 1200
+    for k, r in enumerate(got):
+        if k == 601:
+            assert isinstance(r.error, InputError) and r.source == "<ndarray float32 (96, 96, 3)>"
+        else:
+            assert r.as_dict() == want[k % 40], k
 
 
 @pytest.mark.litert

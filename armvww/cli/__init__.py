@@ -13,6 +13,7 @@ import logging
 import sys
 from collections.abc import Sequence
 
+from .. import machine
 from .._version import __version__
 from ..errors import ArmvwwError
 from . import backends, bench, detect, evaluate, fetch, info, parity
@@ -42,6 +43,7 @@ def _parser() -> argparse.ArgumentParser:
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the ``armvww`` console script; returns the exit code."""
+    machine.keep_freed_memory()  # the command's own process: decode large images faster
     parser = _parser()
     args = parser.parse_args(argv)
     logging.basicConfig(
