@@ -420,9 +420,16 @@ class _Replica:
             log.debug("pipeline worker: own %s session (%s)", self._backend, session.runtime)
         return session
 
-    def __call__(self, image: images.ImageInput) -> np.ndarray:
-        q = self._prep(image)
+    def prepare(self, image: images.ImageInput) -> np.ndarray:
+        """The Detector's preprocessing (a pipeline runs it over a whole chunk first)."""
+        return self._prep(image)
+
+    def infer(self, q: np.ndarray) -> np.ndarray:
+        """This worker's own session on one prepared tensor: the raw int8 output."""
         return np.array(self._session().run(q), dtype=np.int8, copy=True).reshape(-1)
+
+    def __call__(self, image: images.ImageInput) -> np.ndarray:
+        return self.infer(self.prepare(image))
 
 
 def _check_arguments(

@@ -41,6 +41,7 @@ REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
 from armvww import Detector, machine  # noqa: E402
+from armvww.backends.armnn_options import ArmNNOptions  # noqa: E402
 from armvww.model import tflite_build  # noqa: E402
 from armvww.pipeline import Plan, PlanSpec  # noqa: E402
 
@@ -362,6 +363,11 @@ def main() -> int:
         help="model name or path; 'vww-ops': armvww's small model with the six VWW operator "
         "types (tflite_build.vww_ops_model: GpuAcc on PoCL compiles few kernels)",
     )
+    ap.add_argument(
+        "--route",
+        choices=("parser", "delegate"),
+        help="the Arm NN route (ArmNNOptions.route) for an Arm NN backend",
+    )
     ap.add_argument("--sets", default=",".join(SETS), help=f"input sets, of {','.join(SETS)}")
     ap.add_argument("--scale", type=float, default=1.0, help="x the item counts (< 1: fewer)")
     ap.add_argument("--rounds", type=int, help="rounds per set (default 3 quick, else 5)")
@@ -380,7 +386,10 @@ def main() -> int:
     load0 = machine.loadavg()
     rep = Report()
     model: Any = tflite_build.vww_ops_model() if args.model == "vww-ops" else args.model
-    det = Detector(model, backend=args.backend)
+    options = ArmNNOptions(route=args.route) if args.route else None
+    det = Detector(model, backend=args.backend, options=options)
+    global STAGE_ITEMS
+    STAGE_ITEMS = max(1, round(STAGE_ITEMS * min(1.0, args.scale)))
 
     def times(k: int) -> int:
         return max(1, round(k * args.scale))
