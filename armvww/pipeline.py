@@ -228,27 +228,33 @@ def choose_plan(
     """The plan for this input kind and machine (``benchmarks/pipeline_bench.py``; LiteRT on
     x86-64, 2 cores; ``benchmarks/gil_release.py`` for which inference holds the GIL).
 
+    ``count``: how many items there are, when known (files: those seen in the look-ahead,
+    None when it reached :data:`MIN_ITEMS_FOR_PROCESSES`; frames: the length of a list or
+    tuple, None for an iterator such as a camera's).
+
     * one usable core: ``"none"`` (any worker only adds its cost);
     * files or bytes (decoding in Python-held Pillow code costs 2-4x the inference): worker
-      processes, one per core, adaptive chunks of up to :data:`PROCESS_CHUNK` items; when
-      the backend is ``replicable`` (LiteRT), each worker also infers in its own session and
-      the caller only collects (0.93 of the CPU bound on 5,200 photo files, against 0.75 when
-      the caller infers and hands out chunks of 16); fewer than
-      :data:`MIN_ITEMS_FOR_PROCESSES` known items: one thread (starting two worker
-      interpreters costs 0.5-4 s here, depending on the load, against about 0.3 ms saved
-      per item);
-    * arrays (frames): pickling a frame to a process costs about what preparing it does, so
-      threads; when the backend is ``replicable``, one thread per core, each preparing and
-      inferring in its own session (LiteRT's ``invoke`` and Pillow's resize release the
-      GIL), frames one at a time while a frame costs over :data:`THREAD_TASK_SECONDS` (a
-      camera's frame is not held back to fill a chunk; at most 2 frames held per thread),
-      cheap frames up to :data:`FRAME_CHUNK` a task; else one preparing thread while the
-      caller infers; frames (arrays, PIL images) under :data:`SMALL_FRAME_PIXELS`: no
-      workers (96x96 frames: sequential 0.50 of the CPU bound, two inferring threads
-      0.35-0.45, a preparing thread 0.41; at 160x120 all within noise; from 320x240 the
-      threads win: 0.56 vs 0.48, and 0.86 vs 0.48 at 640x480); but
-      when the inference holds the GIL (PyArmNN's ``EnqueueWorkload``, the Arm NN parser
-      route), a thread cannot overlap it, so one worker process.
+      processes, one per core, adaptive chunks of up to :data:`PROCESS_CHUNK` items, up to
+      :data:`PROCESS_TASKS` tasks held per worker; when the backend is ``replicable``
+      (LiteRT), each worker also infers in its own session (preparing its whole chunk, then
+      inferring it) and the caller only collects (photos: 1.9x sequential); fewer than
+      :data:`MIN_ITEMS_FOR_PROCESSES` files: one thread (starting two worker interpreters
+      costs 0.3-4 s here, depending on the load, against about 0.25 ms saved per item);
+    * frames (arrays, PIL images) under :data:`SMALL_FRAME_PIXELS`: a batch (a list or tuple
+      of at least :data:`MIN_ITEMS_FOR_PROCESSES`, all there already) on a ``replicable``
+      backend goes to worker processes that infer (96x96: 1.87x sequential); a stream (an
+      iterator: a camera's frames, whose next frame may not exist yet) runs with no workers,
+      so no frame waits to fill a chunk (two threads lose there: GIL hand-offs cost more
+      than they overlap; 0.8-0.9x sequential);
+    * larger frames (pickling one to a process costs about what preparing it does): on a
+      ``replicable`` backend one thread per core, each preparing and inferring in its own
+      session (LiteRT's ``invoke`` and Pillow's resize release the GIL), one frame a task
+      while a frame costs over :data:`THREAD_TASK_SECONDS` (a camera's frame is not held
+      back to fill a chunk; at most 2 frames held per thread), cheap frames up to
+      :data:`FRAME_CHUNK` a task (640x480: 1.7x sequential); else one preparing thread while
+      the caller infers; but when the inference holds the GIL (PyArmNN's
+      ``EnqueueWorkload``, the Arm NN parser route), a thread cannot overlap it, so one
+      worker process.
     """
     n = cores if cores is not None else machine.usable_cores()
     if n <= 1:

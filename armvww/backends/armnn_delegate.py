@@ -43,6 +43,7 @@ from __future__ import annotations
 
 import atexit
 import contextlib
+import gc
 import json
 import logging
 import os
@@ -704,10 +705,16 @@ def _destroy(pooled: _Pooled) -> None:
     stats["destroyed"] += 1
     shared.refs -= 1
     if shared.refs == 0:
-        _delegates.pop(shared.key, None)
-        if shared.dot is not None and shared.dot.name.startswith("armvww-delegate-"):
-            with contextlib.suppress(OSError):
-                shared.dot.unlink()
+        _forget(shared)
+
+
+def _forget(shared: _SharedDelegate) -> None:
+    """Drop the delegate (LiteRT destroys it when its last interpreter is gone) and its
+    graph file."""
+    _delegates.pop(shared.key, None)
+    if shared.dot is not None and shared.dot.name.startswith("armvww-delegate-"):
+        with contextlib.suppress(OSError):
+            shared.dot.unlink()
 
 
 def clear_pool() -> None:
@@ -737,6 +744,13 @@ def _close_at_exit() -> None:
     for session in list(_open):
         session.close()
     clear_pool()
+    # a session dropped without close() (a Detector that went out of scope) left its delegate
+    # counted in use: let it go too, while ctypes still works (seen in
+    # benchmarks/pipeline_bench.py, whose Detector is a local of main())
+    with _lock:
+        for shared in list(_delegates.values()):
+            _forget(shared)
+    gc.collect()
 
 
 def import_litert() -> tuple[ModuleType, str]:

@@ -258,13 +258,22 @@ left_open = armvww.Detector(
     "vww2", backend="CpuRef", options=ArmNNOptions(route="delegate", log_severity="error")
 )
 left_open.run(np.zeros(left_open.model.input.shape, np.int8))
+
+
+def dropped():  # a Detector that goes out of scope unclosed (collected: never closed)
+    d = armvww.Detector("vww2", backend="CpuRef", options=ArmNNOptions(route="delegate"))
+    d.run(np.zeros(d.model.input.shape, np.int8))
+
+
+dropped()
 print("end of script")
 """
 
 
 def test_exit_destroys_the_delegates_cleanly() -> None:
-    """At exit, the pooled interpreter of a closed Detector and a Detector left open release
-    their delegates before Python tears its modules down: no "Exception ignored in
+    """At exit, the pooled interpreter of a closed Detector, a Detector left open and one
+    dropped unclosed (out of scope) release their delegates before Python tears its modules
+    down: no "Exception ignored in
     Delegate.__del__" (LiteRT's finalizer finding its ``ctypes`` gone) and exit status 0."""
     _both_routes("CpuRef")
     proc = subprocess.run(
