@@ -245,7 +245,9 @@ def choose_plan(
       backend goes to worker processes that infer (96x96: 1.87x sequential); a stream (an
       iterator: a camera's frames, whose next frame may not exist yet) runs with no workers,
       so no frame waits to fill a chunk (two threads lose there: GIL hand-offs cost more
-      than they overlap; 0.8-0.9x sequential);
+      than they overlap; 0.8-0.9x sequential); on a backend with one session (Arm NN,
+      whose inference costs milliseconds) one preparing thread, as for larger frames
+      (GpuAcc on PoCL, delegate route, 96x96: 1.23x sequential);
     * larger frames (pickling one to a process costs about what preparing it does): on a
       ``replicable`` backend one thread per core, each preparing and inferring in its own
       session (LiteRT's ``invoke`` and Pillow's resize release the GIL), one frame a task
@@ -266,7 +268,7 @@ def choose_plan(
         return Plan.of(
             "process", n, reason=f"{count} frames of {frame_pixels} pixels on {n} cores", infer=True
         )
-    if small:
+    if small and replicable:
         return Plan.of("none", reason=f"frames of {frame_pixels} pixels: workers cost more")
     if not files and replicable:
         return Plan.of("thread", n, FRAME_CHUNK, reason=f"arrays on {n} cores", infer=True)
