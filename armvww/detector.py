@@ -297,7 +297,13 @@ class Detector:
         # invoke, and so the Arm NN delegate route inside it, releases it
         holds_gil = self.route == "parser"
         options = self._session.replica_options
-        s = pipeline.stream(items, workers, holds_gil, replicable=options is not None)
+        s = pipeline.stream(
+            items,
+            workers,
+            holds_gil,
+            replicable=options is not None,
+            on_gpu=self.backend == "GpuAcc",
+        )
         if s.plan.infer:
             if options is None:
                 raise InputError(

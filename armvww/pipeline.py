@@ -224,6 +224,7 @@ def choose_plan(
     inference_holds_gil: bool = False,
     replicable: bool = False,
     frame_pixels: int | None = None,
+    on_gpu: bool = False,
 ) -> Plan:
     """The plan for this input kind and machine (``benchmarks/pipeline_bench.py``; LiteRT on
     x86-64, 2 cores; ``benchmarks/gil_release.py`` for which inference holds the GIL).
@@ -245,9 +246,10 @@ def choose_plan(
       backend goes to worker processes that infer (96x96: 1.87x sequential); a stream (an
       iterator: a camera's frames, whose next frame may not exist yet) runs with no workers,
       so no frame waits to fill a chunk (two threads lose there: GIL hand-offs cost more
-      than they overlap; 0.8-0.9x sequential); on a backend with one session (Arm NN,
-      whose inference costs milliseconds) one preparing thread, as for larger frames
-      (GpuAcc on PoCL, delegate route, 96x96: 1.23x sequential);
+      than they overlap; 0.8-0.9x sequential; CpuAcc, whose inference already runs on every
+      core: a preparing thread 0.83x, emulated); but ``on_gpu`` (GpuAcc: the cores are idle
+      while the GPU infers) one preparing thread, as for larger frames (GpuAcc on PoCL,
+      delegate route, 96x96: 1.23x sequential);
     * larger frames (pickling one to a process costs about what preparing it does): on a
       ``replicable`` backend one thread per core, each preparing and inferring in its own
       session (LiteRT's ``invoke`` and Pillow's resize release the GIL), one frame a task
@@ -268,7 +270,7 @@ def choose_plan(
         return Plan.of(
             "process", n, reason=f"{count} frames of {frame_pixels} pixels on {n} cores", infer=True
         )
-    if small and replicable:
+    if small and not on_gpu:
         return Plan.of("none", reason=f"frames of {frame_pixels} pixels: workers cost more")
     if not files and replicable:
         return Plan.of("thread", n, FRAME_CHUNK, reason=f"arrays on {n} cores", infer=True)
@@ -307,7 +309,12 @@ PlanSpec = Plan | Literal["auto", "none", "thread", "process"]
 
 
 def _auto(
-    spec: str, jobs: Iterator[_Job], holds_gil: bool, replicable: bool, known: int | None
+    spec: str,
+    jobs: Iterator[_Job],
+    holds_gil: bool,
+    replicable: bool,
+    known: int | None,
+    on_gpu: bool,
 ) -> tuple[Plan, Iterator[_Job]]:
     """The plan for ``spec``; for ``"auto"``, look at up to :data:`MIN_ITEMS_FOR_PROCESSES`
     items first (they are kept and come first). ``known``: how many items the input holds,
@@ -329,7 +336,7 @@ def _auto(
     else:
         count = known
     pixels = _pixels(head[-1][2]) if head and not files else None
-    plan = choose_plan(files, count, None, holds_gil, replicable, pixels)
+    plan = choose_plan(files, count, None, holds_gil, replicable, pixels, on_gpu)
     return plan, itertools.chain(head, jobs)
 
 
@@ -362,11 +369,13 @@ def stream(
     plan: PlanSpec = "auto",
     inference_holds_gil: bool = False,
     replicable: bool = False,
+    on_gpu: bool = False,
 ) -> Stream:
     """Resolve ``plan`` for ``items``: ``"auto"`` looks at the first items (up to
     :data:`MIN_ITEMS_FOR_PROCESSES` paths, kept and run first) and asks :func:`choose_plan`,
-    with whether inference holds the GIL and whether the backend's session is
-    ``replicable`` (then the plan may infer in the workers: :attr:`Plan.infer`).
+    with whether inference holds the GIL, whether the backend's session is ``replicable``
+    (then the plan may infer in the workers: :attr:`Plan.infer`) and whether it infers
+    ``on_gpu`` (then the cores are free to prepare meanwhile).
 
     ``items`` follows the input rules of :func:`armvww.images.expand_inputs` (one image, or
     an iterable of them; folders expand; an iterable that raises ends with an error item).
@@ -378,7 +387,7 @@ def stream(
     if isinstance(plan, Plan):
         return Stream(plan, jobs)
     known = len(items) if isinstance(items, (list, tuple)) else None
-    resolved, jobs = _auto(plan, jobs, inference_holds_gil, replicable, known)
+    resolved, jobs = _auto(plan, jobs, inference_holds_gil, replicable, known, on_gpu)
     return Stream(resolved, jobs)
 
 

@@ -260,9 +260,11 @@ def test_plan_validation_and_choice() -> None:
     assert (batch.kind, batch.workers, batch.infer) == ("process", 2, True)
     assert choose_plan(False, None, cores=2, replicable=True, frame_pixels=96 * 96).kind == "none"
     assert choose_plan(False, 999, cores=2, replicable=True, frame_pixels=96 * 96).kind == "none"
-    # one session (Arm NN: inference in milliseconds): one thread prepares while it infers
-    one = choose_plan(False, 4800, cores=2, frame_pixels=96 * 96)
-    assert (one.kind, one.workers, one.infer) == ("thread", 1, False)
+    # one session on the CPU (CpuAcc: its inference uses every core): no workers; on a GPU
+    # (the cores idle while it infers): one thread prepares while it infers
+    assert choose_plan(False, 4800, cores=2, frame_pixels=96 * 96).kind == "none"
+    gpu = choose_plan(False, None, cores=2, frame_pixels=96 * 96, on_gpu=True)
+    assert (gpu.kind, gpu.workers, gpu.infer) == ("thread", 1, False)
     big = choose_plan(False, 4800, cores=2, replicable=True, frame_pixels=640 * 480)
     assert (big.kind, big.infer) == ("thread", True)  # large frames: pickling costs too much
 
