@@ -22,7 +22,9 @@ How the workers run is a :class:`Plan`:
   parts of preprocessing do not overlap.
 * ``"process"``: worker processes (fresh interpreters started with ``sys.executable``; the
   caller's ``__main__`` is never re-imported), fed chunks of items; no GIL is shared, at the
-  cost of pickling every item and result. The stage is sent once, when a worker starts, and
+  cost of pickling every item and result, except arrays (frames), which are copied into a
+  ring of shared-memory slots (:class:`_FrameRing`) and read there by the workers. The
+  stage is sent once, when a worker starts, and
   the chunk size adapts to the measured cost of an item (a task of about
   :data:`TASK_SECONDS`, at most ``Plan.chunk`` items): cheap photos go 40-64 at a time,
   large ones one or two.
@@ -58,11 +60,13 @@ import signal
 import sys
 import threading
 import time
+import uuid
 from collections import deque
 from collections.abc import Callable, Iterator
 from concurrent.futures import Future, ProcessPoolExecutor, ThreadPoolExecutor
 from concurrent.futures.process import BrokenProcessPool
 from dataclasses import dataclass
+from multiprocessing import shared_memory
 from typing import Any, Literal
 
 import numpy as np
@@ -206,6 +210,11 @@ PROCESS_TASKS = 4
 TASK_SECONDS = 0.025
 #: How far an item's cost estimate moves toward a cheaper task's per-item cost.
 COST_DECAY = 0.25
+#: Most bytes of shared memory for the arrays (frames) sent to worker processes
+#: (:class:`_FrameRing`): a container's ``/dev/shm`` is often 64 MB, shared by everything in it.
+RING_BYTES = 32 * 2**20
+#: Where POSIX shared memory lives (Linux); without it, arrays are pickled to the workers.
+SHM_DIR = "/dev/shm"  # noqa: S108 (only its free space is read: os.statvfs)
 #: On Ctrl-C, how long each step of stopping the worker processes may take, seconds.
 STOP_SECONDS = 5.0
 #: Frames (height x width) below this are run without workers (see :func:`choose_plan`).
@@ -488,6 +497,9 @@ class _Pool:
     def _broken(self, pending: _Pending) -> None:
         raise NotImplementedError
 
+    def _done(self, fut: Future[_Done]) -> None:
+        """A task's results have been read (nothing to do for threads)."""
+
     def run(self, jobs: Iterator[_Job], plan: Plan) -> Iterator[tuple[str, Outcome]]:
         pending: _Pending = deque()
         size = min(plan.chunk, self.first)
@@ -515,6 +527,7 @@ class _Pool:
                 self._broken(pending)
                 continue
             pending.popleft()
+            self._done(fut)
             held -= len(c)
             cost = _item_cost(cost, seconds / len(c))
             fit = int(self.task_seconds / cost) if cost > 0 else plan.chunk
@@ -566,9 +579,11 @@ def _worker_init(stage: Callable[[Any], np.ndarray]) -> None:
 
 
 def _run_chunk(items: list[Any]) -> _Done:
-    """In a worker process: the stage on each item, every outcome picklable, and the seconds
-    the chunk took (the parent sizes the next chunks by it)."""
+    """In a worker process: the stage on each item (an array sent through shared memory is
+    read in place: :func:`_read_slot`), every outcome picklable, and the seconds the chunk
+    took (the parent sizes the next chunks by it)."""
     assert _STAGE is not None, "worker started without a stage"
+    items = [_read_slot(i) if isinstance(i, _Slot) else i for i in items]
     outs, seconds = _run_items(_STAGE, items)
     return _packed([_picklable(o) for o in outs]), seconds
 
@@ -594,6 +609,123 @@ def _picklable(out: Outcome) -> Outcome:
         return out
     except Exception:
         return ImageDecodeError(f"{type(out).__name__}: {out}")
+
+
+@dataclass(frozen=True)
+class _Slot:
+    """An array a worker process reads from shared memory: the segment's name, the slot's
+    offset in it, and the array's shape and dtype (:class:`_FrameRing`)."""
+
+    ring: str
+    offset: int
+    shape: tuple[int, ...]
+    dtype: np.dtype[Any]
+
+
+#: In a worker process: the shared-memory segments it has opened, by name.
+_ATTACHED: dict[str, shared_memory.SharedMemory] = {}
+
+
+def _read_slot(slot: _Slot) -> np.ndarray:
+    """In a worker process: the array in ``slot``, read-only, in place (no copy). The caller
+    does not reuse the slot until this chunk's results are back. A segment is opened once
+    per worker (until the caller replaces its ring) and stays registered with the resource
+    tracker the caller shares: the caller unlinks it (un-registering it here too would make
+    the tracker complain at exit)."""
+    shm = _ATTACHED.get(slot.ring)
+    if shm is None:
+        for old in _ATTACHED.values():  # a ring the caller replaced (it waits for no task)
+            try:
+                old.close()
+            except BufferError:
+                pass
+        _ATTACHED.clear()
+        shm = _ATTACHED[slot.ring] = shared_memory.SharedMemory(name=slot.ring)
+    a: np.ndarray = np.ndarray(slot.shape, slot.dtype, buffer=shm.buf, offset=slot.offset)
+    a.flags.writeable = False
+    return a
+
+
+class _FrameRing:
+    """Shared-memory slots for the arrays (frames) sent to worker processes.
+
+    Pickling a frame to a worker costs the caller more than preparing it costs a worker
+    (96x96 frames: 62-66 µs of the caller's time per frame pickled, 22-24 through a slot;
+    ``benchmarks/results-pipeline-x86_64.md``). Through a slot the caller copies it once and
+    the worker reads it in place. A slot is taken when its item is sent and given back when
+    its chunk's results have been read (the worker is done with it), so a slot is never
+    rewritten while a worker may read it. An array that does not fit a slot, or finds none
+    free, is pickled as before. Slots are the size of the first array (a larger one:
+    :meth:`_ProcessPool._put`); the segment has at most one slot per item the plan holds,
+    at most :data:`RING_BYTES` and at most half of the free space in :data:`SHM_DIR` (a
+    write to a full tmpfs page is a SIGBUS, not an error); it is unlinked when the pool
+    closes, also on Ctrl-C.
+    """
+
+    def __init__(self, slot_bytes: int, slots: int) -> None:
+        name = f"armvww-{os.getpid()}-{uuid.uuid4().hex[:12]}"
+        self._shm = shared_memory.SharedMemory(name=name, create=True, size=slot_bytes * slots)
+        self.name = self._shm.name
+        self.slot_bytes = slot_bytes
+        self.slots = slots
+        self._free: deque[int] = deque(range(slots))
+        # one view of the whole segment, sliced per slot (a new ndarray over the mmap's
+        # buffer for every frame cost more than the copy); dropped before the segment closes
+        self._bytes: np.ndarray | None = np.ndarray((slot_bytes * slots,), np.uint8, self._shm.buf)
+
+    @classmethod
+    def sized_for(cls, slot_bytes: int, slots: int) -> _FrameRing | None:
+        """A ring of up to ``slots`` slots of ``slot_bytes``, or None (no room, or no shared
+        memory on this system: arrays are then pickled)."""
+        n = min(slots, RING_BYTES // slot_bytes)
+        if n < 1:
+            return None
+        try:
+            st = os.statvfs(SHM_DIR)
+            free = st.f_bavail * st.f_frsize
+            n = min(n, free // 2 // slot_bytes)
+            if n < 1:
+                log.debug("pipeline: %s has %d bytes free: frames are pickled", SHM_DIR, free)
+                return None
+            return cls(slot_bytes, n)
+        except OSError as exc:
+            log.debug("pipeline: no shared memory (%s): frames are pickled", exc)
+            return None
+
+    @property
+    def idle(self) -> bool:
+        """No slot is in use."""
+        return len(self._free) == self.slots
+
+    @staticmethod
+    def fits(item: object) -> bool:
+        """An array a slot can carry (plain data, not empty)."""
+        return isinstance(item, np.ndarray) and item.nbytes > 0 and not item.dtype.hasobject
+
+    def put(self, a: np.ndarray) -> _Slot | None:
+        """Copy ``a`` into a free slot; None when it does not fit or none is free."""
+        if not self._free or a.nbytes > self.slot_bytes or self._bytes is None:
+            return None
+        offset = self._free.popleft() * self.slot_bytes
+        flat = np.ascontiguousarray(a).reshape(-1).view(np.uint8)
+        self._bytes[offset : offset + a.nbytes] = flat
+        return _Slot(self.name, offset, a.shape, a.dtype)
+
+    def release(self, slots: list[_Slot]) -> None:
+        """Give the slots back (their chunk's results are in: no worker reads them now)."""
+        self._free.extend(s.offset // self.slot_bytes for s in slots)
+
+    def close(self) -> None:
+        """Unmap and unlink the segment (workers that still map it keep their mapping)."""
+        self._bytes = None
+        try:
+            self._shm.close()
+        except BufferError:  # a view still exported in this process; unlinking is what counts
+            log.debug("pipeline: shared memory %s still has views; unlinking it", self.name)
+        try:
+            self._shm.unlink()
+        except FileNotFoundError:
+            pass
 
 
 _MAIN_LOCK = threading.Lock()
@@ -639,6 +771,26 @@ class _ProcessPool(_Pool):
     def __init__(self, stage: Any, n: int) -> None:
         super().__init__(stage, n)
         self._pool = self._new()
+        self._ring: _FrameRing | None = None
+        self._window = 1  # the most items held (the plan's): a ring has up to one slot each
+        self._no_ring_from = sys.maxsize  # arrays this large found no shared memory
+        self._slots: dict[Future[_Done], list[_Slot]] = {}
+
+    def run(self, jobs: Iterator[_Job], plan: Plan) -> Iterator[tuple[str, Outcome]]:
+        self._window = plan.window
+        yield from super().run(jobs, plan)
+
+    def close(self) -> None:
+        try:
+            super().close()
+        finally:
+            self._close_ring()
+
+    def _close_ring(self) -> None:
+        if self._ring is not None:
+            self._ring.close()
+            self._ring = None
+        self._slots.clear()
 
     def _new(self) -> ProcessPoolExecutor:
         return ProcessPoolExecutor(
@@ -676,16 +828,61 @@ class _ProcessPool(_Pool):
         stopper.join(STOP_SECONDS)
         if stopper.is_alive():
             log.warning("the pipeline's process pool did not shut down; its workers are stopped")
+        self._close_ring()
 
     def _submit(self, items: list[Any]) -> Future[_Done]:
-        """A task; on a pool already broken (a worker died since the last result), a future
-        holding that error, handled where results are read (:meth:`_broken`)."""
+        """A task, its arrays sent through shared memory where they fit (:class:`_FrameRing`);
+        on a pool already broken (a worker died since the last result), a future holding that
+        error, handled where results are read (:meth:`_broken`)."""
+        sent, slots = self._shared(items)
         try:
-            return self._pool.submit(_run_chunk, items)
+            fut = self._pool.submit(_run_chunk, sent)
         except BrokenProcessPool as exc:
-            fut: Future[_Done] = Future()
+            fut = Future()
             fut.set_exception(exc)
-            return fut
+        if slots:
+            self._slots[fut] = slots
+        return fut
+
+    def _shared(self, items: list[Any]) -> tuple[list[Any], list[_Slot]]:
+        """``items`` with each array that finds a free slot replaced by its :class:`_Slot`
+        (the ring is made at the first array), and the slots taken."""
+        sent: list[Any] = []
+        slots: list[_Slot] = []
+        for item in items:
+            slot = self._put(item) if _FrameRing.fits(item) else None
+            if slot is None:
+                sent.append(item)
+            else:
+                sent.append(slot)
+                slots.append(slot)
+        return sent, slots
+
+    def _put(self, a: np.ndarray) -> _Slot | None:
+        """``a`` in a slot of the ring, or None (pickled). The ring is made at the first
+        array, with slots of its size; an array too large for them makes a new ring with
+        slots of at least twice the size, once no slot of the old one is in use (so a small
+        first frame does not send every later one the slow way)."""
+        ring = self._ring
+        if ring is not None and a.nbytes <= ring.slot_bytes:
+            return ring.put(a)
+        if a.nbytes >= self._no_ring_from or (ring is not None and not ring.idle):
+            return None
+        want = a.nbytes if ring is None else max(a.nbytes, 2 * ring.slot_bytes)
+        new = _FrameRing.sized_for(want, self._window)
+        if new is None:
+            self._no_ring_from = a.nbytes
+            return None
+        if ring is not None:
+            ring.close()
+        self._ring = new
+        return new.put(a)
+
+    def _done(self, fut: Future[_Done]) -> None:
+        """The task's results are in: its slots are free again."""
+        slots = self._slots.pop(fut, None)
+        if slots and self._ring is not None:
+            self._ring.release(slots)
 
     def _broken(self, pending: _Pending) -> None:
         """A worker died, and every unfinished chunk failed with it. Start new workers and
@@ -693,7 +890,10 @@ class _ProcessPool(_Pool):
         worker dies then gets a :class:`WorkerError`; the others get their results."""
         old = list(pending)
         pending.clear()
-        self._restart()
+        self._restart()  # the old workers are joined: none reads a slot any more
+        for _, fut in old:
+            if not _finished(fut):
+                self._done(fut)  # its items are sent again below, pickled
         redo = sum(len(c) for c, f in old if not _finished(f))
         log.warning(
             "a pipeline worker process died; its %d unfinished item(s) are run again one at a time",

@@ -20,6 +20,7 @@ from typing import Any
 import numpy as np
 import pytest
 
+import armvww.pipeline as pipeline_module
 from armvww import BackendError, Detector, ImageDecodeError, InputError
 from armvww.images import iter_image_paths
 from armvww.machine import keep_freed_memory
@@ -223,6 +224,121 @@ def test_ctrl_c_stops_the_pipeline_and_leaves_no_worker() -> None:
         time.sleep(0.1)
         alive = {p for p in workers if Path(f"/proc/{p}").exists()}
     assert not alive, f"orphaned worker processes: {alive}"
+    assert _segments(proc.pid) == {}, "the frames' shared memory was left behind"
+
+
+def _segments(pid: int) -> dict[str, int]:
+    """The shared-memory segments of process ``pid``'s pipeline rings, with their sizes."""
+    shm = Path(pipeline_module.SHM_DIR)
+    return {p.name: p.stat().st_size for p in shm.glob(f"armvww-{pid}-*")} if shm.is_dir() else {}
+
+
+def _distinct_frames(n: int, shape: tuple[int, ...] = (96, 96, 3)) -> list[np.ndarray]:
+    """``n`` frames whose contents all differ (a slot rewritten too early shows)."""
+    rng = np.random.default_rng(n)
+    return [rng.integers(0, 256, shape, dtype=np.uint8) for _ in range(n)]
+
+
+@pytest.mark.skipif(not Path(pipeline_module.SHM_DIR).is_dir(), reason="no /dev/shm here")
+@pytest.mark.parametrize("slots", [None, 5])
+def test_frames_go_through_shared_memory_and_each_gets_its_own_result(
+    slots: int | None, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Frames to worker processes travel through the ring's slots (a segment exists while
+    they run), a slot is reused only when its item is done (300 distinct frames through a
+    window of 16, and through a ring of 5 slots for those 16: each result is its own
+    frame's), frames that do not fit a slot or find none free and bad arrays still get
+    their results, and the segment is gone once the run ends."""
+    if slots is not None:
+        monkeypatch.setattr(pipeline_module, "RING_BYTES", slots * 96 * 96 * 3)
+    frames: list[Any] = _distinct_frames(300)
+    frames[5] = np.zeros((4, 4), np.float32)  # wrong dtype: InputError (not in the ring)
+    frames[9] = _distinct_frames(1, (120, 160, 3))[0]  # larger than a slot: pickled
+    frames[12] = frames[12][::2, ::2]  # not contiguous: copied into its slot
+    frames[13] = np.empty((0, 5, 3), np.uint8)  # no pixels: InputError
+    plan = Plan.of("process", workers=2, chunk=2)
+    seen: dict[str, int] = {}
+    got = []
+    for out in prepared(Slow(), frames, plan):
+        got.append(out)
+        if len(got) == 20:
+            seen = _segments(os.getpid())
+    assert len(seen) == 1, seen  # the frames went through a ring...
+    (size,) = seen.values()
+    assert size <= plan.window * 96 * 96 * 3  # ...of at most one slot per item held
+    _same(got, _expected(frames))
+    assert _segments(os.getpid()) == {}
+
+
+@pytest.mark.skipif(not Path(pipeline_module.SHM_DIR).is_dir(), reason="no /dev/shm here")
+def test_a_small_first_frame_does_not_send_the_rest_the_slow_way() -> None:
+    """A tiny first frame makes small slots; the larger frames after it get a new ring with
+    slots that fit them once the old ring's are free (and the results stay right)."""
+    frames: list[Any] = [np.full((8, 8), 3, np.uint8), *_distinct_frames(200)]
+    sizes: list[int] = []
+    got = []
+    for out in prepared(PREP, frames, Plan.of("process", workers=2, chunk=4)):
+        got.append(out)
+        if len(got) == 150:
+            sizes = list(_segments(os.getpid()).values())
+    assert len(sizes) == 1 and sizes[0] >= 96 * 96 * 3, sizes
+    _same(got, _expected(frames))
+    assert _segments(os.getpid()) == {}
+
+
+def test_without_shared_memory_frames_are_pickled(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """No shared memory on the system (here: its folder is missing): the frames are pickled
+    to the workers instead, with the same results."""
+    monkeypatch.setattr(pipeline_module, "SHM_DIR", str(tmp_path / "no-shm"))
+    frames = _distinct_frames(60)
+    got = list(prepared(PREP, frames, Plan.of("process", workers=2, chunk=4)))
+    _same(got, _expected(frames))
+    assert list(Path("/dev/shm").glob(f"armvww-{os.getpid()}-*")) == []
+
+
+@pytest.mark.skipif(not Path(pipeline_module.SHM_DIR).is_dir(), reason="no /dev/shm here")
+def test_a_killed_worker_reading_frames_loses_nothing() -> None:
+    frames = _distinct_frames(120)
+    gen = prepared(Slow(), frames, Plan.of("process", workers=2, chunk=2))
+    got = [next(gen)]
+    victims = _workers(os.getpid())
+    assert len(victims) == 2, victims
+    os.kill(min(victims), signal.SIGKILL)
+    got += list(gen)
+    assert len(got) == len(frames)
+    for k, ((_, out), frame) in enumerate(zip(got, frames, strict=True)):
+        assert isinstance(out, WorkerError) or np.array_equal(out, PREP(frame)), k
+    assert _segments(os.getpid()) == {}
+
+
+EXIT_CLEAN = textwrap.dedent(
+    """
+    import sys, numpy as np
+    from armvww.pipeline import Plan, Preparer, prepared
+    prep = Preparer((1, 50, 50, 1), 0.00754918, -72, side=50)
+    rng = np.random.default_rng(1)
+    frames = [rng.integers(0, 256, (96, 96, 3), dtype=np.uint8) for _ in range(200)]
+    n = sum(1 for _ in prepared(prep, frames, Plan.of("process", workers=2, chunk=4)))
+    print(n)
+    """
+)
+
+
+def test_a_process_that_used_the_ring_exits_without_warnings() -> None:
+    """Nothing at exit: no 'leaked shared_memory' from the resource tracker, no KeyError
+    from a segment un-registered twice, no 'Exception ignored'."""
+    proc = subprocess.run(
+        [sys.executable, "-X", "dev", "-c", EXIT_CLEAN],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    assert proc.stdout.strip() == "200"
+    assert proc.stderr == "", proc.stderr[-2000:]
 
 
 def test_plan_validation_and_choice() -> None:
