@@ -40,7 +40,7 @@ from PIL import Image, ImageDraw, ImageFilter
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
-from armvww import Detector, machine  # noqa: E402
+from armvww import Detector, machine, pipeline  # noqa: E402
 from armvww.backends.armnn_options import ArmNNOptions  # noqa: E402
 from armvww.model import tflite_build  # noqa: E402
 from armvww.pipeline import Plan, PlanSpec  # noqa: E402
@@ -127,12 +127,27 @@ def stage_costs(
 STEADY_SKIP = 0.1
 #: A run over a generator of the items (a camera's frames: no length known) with this plan.
 STREAMED = "streamed:"
+#: A run with this plan whose frames are pickled to worker processes, as before the
+#: shared-memory ring (``pipeline.RING_BYTES = 0`` for the run).
+PICKLED = "pickled:"
+#: Frame lists up to this size are distinct arrays (as a camera's are); pickle writes an
+#: array it has already written in a message as a reference, so 8 arrays repeated would
+#: flatter pickling. Larger sets repeat 8 arrays (their plans use threads: nothing pickled).
+DISTINCT_FRAME_BYTES = 512 * 2**20
 
 
 def timed(det: Detector, items: list[Any], workers: PlanSpec) -> tuple[float, float, float]:
     """(total s, steady items/s after the first :data:`STEADY_SKIP` of the results, s to
     the first result).
-    ``"streamed:auto"``: ``auto`` over a generator of the items, not the list."""
+    ``"streamed:auto"``: ``auto`` over a generator of the items, not the list;
+    ``"pickled:auto"``: ``auto`` with frames pickled to worker processes (no ring)."""
+    if isinstance(workers, str) and workers.startswith(PICKLED):
+        saved = pipeline.RING_BYTES
+        pipeline.RING_BYTES = 0
+        try:
+            return timed(det, items, workers[len(PICKLED) :])  # type: ignore[arg-type]
+        finally:
+            pipeline.RING_BYTES = saved
     streamed = isinstance(workers, str) and workers.startswith(STREAMED)
     source: Any = (x for x in items) if streamed else items
     if streamed:
@@ -455,6 +470,7 @@ def main() -> int:
     frame_plans: dict[str, Any] = {
         "auto": "auto",
         "auto, frames from a generator (a camera: no length known)": STREAMED + "auto",
+        "auto, frames pickled to worker processes (no shared-memory ring)": PICKLED + "auto",
         "thread x1 (caller infers)": Plan("thread", 1, 1, 2, "bench"),
         f"thread x{cores}, chunk 4 (caller infers)": Plan("thread", cores, 4, 8 * cores, "bench"),
         f"thread x{cores}, chunk 4 (infer)": Plan(
@@ -488,8 +504,13 @@ def main() -> int:
             continue
         fr = [rng.integers(0, 256, (h, w, 3), dtype=np.uint8) for _ in range(8)]
         k = times(600)  # 4,800 frames: a list that long gets worker processes if small
-        title = f"frames {w}x{h} uint8 RGB arrays (8 x {k})"
-        compare(rep, det, title, fr * k, frame_plans, rounds, True, least)
+        if 8 * k * fr[0].nbytes <= DISTINCT_FRAME_BYTES:
+            items = [f.copy() for f in fr * k]
+            title = f"frames {w}x{h} uint8 RGB arrays ({8 * k} distinct arrays, 8 contents)"
+        else:
+            items = fr * k
+            title = f"frames {w}x{h} uint8 RGB arrays (8 arrays x {k})"
+        compare(rep, det, title, items, frame_plans, rounds, True, least)
     if "ceiling" in sets:
         two_streams(rep, photos * times(40))
     if "one-core" in sets:
