@@ -211,14 +211,18 @@ TASK_SECONDS = 0.025
 #: How far an item's cost estimate moves toward a cheaper task's per-item cost.
 COST_DECAY = 0.25
 #: Most bytes of shared memory for the arrays (frames) sent to worker processes
-#: (:class:`_FrameRing`): a container's ``/dev/shm`` is often 64 MB, shared by everything in it.
-RING_BYTES = 32 * 2**20
+#: (:class:`_FrameRing`; 96x96 RGB frames: 512 slots use 14 MB, 640x480: 72 slots). A
+#: container's ``/dev/shm`` is often 64 MB in all: a ring takes at most half of what is free.
+RING_BYTES = 64 * 2**20
 #: Where POSIX shared memory lives (Linux); without it, arrays are pickled to the workers.
 SHM_DIR = "/dev/shm"  # noqa: S108 (only its free space is read: os.statvfs)
 #: On Ctrl-C, how long each step of stopping the worker processes may take, seconds.
 STOP_SECONDS = 5.0
 #: Frames (height x width) below this are run without workers (see :func:`choose_plan`).
 SMALL_FRAME_PIXELS = 320 * 240
+#: A batch of frames (a list or tuple) up to this size goes to worker processes that infer
+#: (their frames through shared memory); larger ones to threads (see :func:`choose_plan`).
+BATCH_FRAME_PIXELS = 320 * 240
 #: Most frames per task for worker threads that infer (cheap frames only; see above).
 FRAME_CHUNK = 8
 #: The same for worker threads: a task costs little there (a queue hand-off), but a frame
@@ -250,17 +254,22 @@ def choose_plan(
       inferring it) and the caller only collects (photos: 1.9x sequential); fewer than
       :data:`MIN_ITEMS_FOR_PROCESSES` files: one thread (starting two worker interpreters
       costs 0.3-4 s here, depending on the load, against about 0.25 ms saved per item);
-    * frames (arrays, PIL images) under :data:`SMALL_FRAME_PIXELS`: a batch (a list or tuple
-      of at least :data:`MIN_ITEMS_FOR_PROCESSES`, all there already) on a ``replicable``
-      backend goes to worker processes that infer (96x96: 1.87x sequential); a stream (an
-      iterator: a camera's frames, whose next frame may not exist yet) runs with no workers,
+    * a batch of frames (a list or tuple of at least :data:`MIN_ITEMS_FOR_PROCESSES` arrays
+      or PIL images, all there already) of up to :data:`BATCH_FRAME_PIXELS` on a
+      ``replicable`` backend: worker processes that infer, arrays sent through shared
+      memory (distinct 96x96 frames: 1.55-1.76x sequential; 320x240: 1.70x, where two
+      threads reach 1.37x; at 640x480 the threads win: 1.64x against 1.09x);
+    * frames under :data:`SMALL_FRAME_PIXELS` in a stream (an iterator: a camera's frames,
+      whose next frame may not exist yet), or on a backend that is not ``replicable``:
+      no workers,
       so no frame waits to fill a chunk (two threads lose there: GIL hand-offs cost more
       than they overlap; 0.8-0.9x sequential; CpuAcc, whose inference already runs on every
       core: a preparing thread 0.83x, emulated); but ``on_gpu`` (GpuAcc: the cores are idle
       while the GPU infers) one preparing thread, as for larger frames (GpuAcc on PoCL,
       delegate route, 96x96: 1.23x sequential);
-    * larger frames (pickling one to a process costs about what preparing it does): on a
-      ``replicable`` backend one thread per core, each preparing and inferring in its own
+    * larger frames, and a stream's from :data:`SMALL_FRAME_PIXELS` up (a large frame
+      costs the caller a copy into few, large slots): on a ``replicable`` backend one
+      thread per core, each preparing and inferring in its own
       session (LiteRT's ``invoke`` and Pillow's resize release the GIL), one frame a task
       while a frame costs over :data:`THREAD_TASK_SECONDS` (a camera's frame is not held
       back to fill a chunk; at most 2 frames held per thread), cheap frames up to
@@ -275,7 +284,8 @@ def choose_plan(
     if not files and inference_holds_gil:
         return Plan.of("process", 1, 1, reason="arrays, inference holds the GIL: one process")
     small = not files and frame_pixels is not None and frame_pixels < SMALL_FRAME_PIXELS
-    if small and replicable and count is not None and count >= MIN_ITEMS_FOR_PROCESSES:
+    batch = not files and count is not None and count >= MIN_ITEMS_FOR_PROCESSES
+    if batch and replicable and frame_pixels is not None and frame_pixels <= BATCH_FRAME_PIXELS:
         return Plan.of(
             "process", n, reason=f"{count} frames of {frame_pixels} pixels on {n} cores", infer=True
         )
@@ -467,9 +477,10 @@ class _Pool:
 
     Chunks are sized to about ``task_seconds`` of work by the measured cost of an item
     (starting at ``first`` items: nothing is known yet), at most ``plan.chunk`` items; at
-    most ``plan.window`` items are held, and at most two chunks of the current size per
-    worker, so expensive items (a camera's large frames) are not queued up behind cheap
-    ones' window."""
+    most ``plan.window`` items are held (and, for worker processes sent frames, at most
+    one per slot of the shared-memory ring: :meth:`_capacity`), and at most
+    ``tasks_per_worker`` chunks of the current size per worker, so expensive items (a
+    camera's large frames) are not queued up behind cheap ones' window."""
 
     task_seconds: float = TASK_SECONDS
     first: int = 4
@@ -499,6 +510,11 @@ class _Pool:
 
     def _done(self, fut: Future[_Done]) -> None:
         """A task's results have been read (nothing to do for threads)."""
+
+    def _capacity(self) -> int | None:
+        """The most items the workers can be handed at once, beside the plan's window
+        (None: no other limit)."""
+        return None
 
     def run(self, jobs: Iterator[_Job], plan: Plan) -> Iterator[tuple[str, Outcome]]:
         pending: _Pending = deque()
@@ -531,6 +547,9 @@ class _Pool:
             held -= len(c)
             cost = _item_cost(cost, seconds / len(c))
             fit = int(self.task_seconds / cost) if cost > 0 else plan.chunk
+            cap = self._capacity()
+            if cap is not None:  # every task held fits the ring's slots
+                fit = min(fit, cap // (self.tasks_per_worker * self._n))
             size = max(1, min(plan.chunk, fit))
             for (_, label, _), out in zip(c, outs, strict=True):
                 yield label, out
@@ -877,6 +896,11 @@ class _ProcessPool(_Pool):
             ring.close()
         self._ring = new
         return new.put(a)
+
+    def _capacity(self) -> int | None:
+        """The ring's slots, once there is a ring: tasks are sized so that every item held
+        has a slot (large frames: fewer per task) rather than overflow into pickling."""
+        return self._ring.slots if self._ring is not None else None
 
     def _done(self, fut: Future[_Done]) -> None:
         """The task's results are in: its slots are free again."""

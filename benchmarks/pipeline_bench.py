@@ -49,7 +49,7 @@ SHARED = Path(os.environ.get("ARMVWW_SHARED", REPO.parent / "shared"))
 SAMPLES = SHARED / "data" / "vww_samples"
 SIZES = [(96, 96), (320, 240), (640, 480), (1280, 720), (1920, 1080)]
 #: Frame sizes of the frame sets (``frames96`` ...).
-SETS_FRAMES = [(96, 96), (160, 120), (320, 240), (640, 480)]
+SETS_FRAMES = [(96, 96), (160, 120), (320, 240), (480, 360), (640, 480)]
 #: Fewest items a stage-cost measurement runs (8 distinct frames alone are too few: noise).
 STAGE_ITEMS = 400
 #: The input sets (``--sets``).
@@ -133,7 +133,7 @@ PICKLED = "pickled:"
 #: Frame lists up to this size are distinct arrays (as a camera's are); pickle writes an
 #: array it has already written in a message as a reference, so 8 arrays repeated would
 #: flatter pickling. Larger sets repeat 8 arrays (their plans use threads: nothing pickled).
-DISTINCT_FRAME_BYTES = 512 * 2**20
+DISTINCT_FRAME_BYTES = 2 * 2**30
 
 
 def timed(det: Detector, items: list[Any], workers: PlanSpec) -> tuple[float, float, float]:

@@ -382,7 +382,12 @@ def test_plan_validation_and_choice() -> None:
     gpu = choose_plan(False, None, cores=2, frame_pixels=96 * 96, on_gpu=True)
     assert (gpu.kind, gpu.workers, gpu.infer) == ("thread", 1, False)
     big = choose_plan(False, 4800, cores=2, replicable=True, frame_pixels=640 * 480)
-    assert (big.kind, big.infer) == ("thread", True)  # large frames: pickling costs too much
+    assert (big.kind, big.infer) == ("thread", True)  # large frames: copies cost too much
+    # 320x240: a batch goes to processes (frames through shared memory), a stream to threads
+    qvga = choose_plan(False, 4800, cores=2, replicable=True, frame_pixels=320 * 240)
+    assert (qvga.kind, qvga.infer) == ("process", True)
+    qvga = choose_plan(False, None, cores=2, replicable=True, frame_pixels=320 * 240)
+    assert (qvga.kind, qvga.infer) == ("thread", True)
 
 
 def test_auto_tells_a_batch_of_frames_from_a_stream() -> None:
