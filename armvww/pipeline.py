@@ -43,6 +43,9 @@ Guarantees, whichever plan runs:
 * **Interrupts**: ``KeyboardInterrupt`` (or closing the generator) stops the workers: worker
   processes ignore SIGINT themselves, are told to stop, then terminated, then killed, and
   joined before the exception propagates; none is left behind.
+* **Frames in shared memory**: a slot is rewritten only after its item's result is back;
+  the segment is unlinked when the run ends, on Ctrl-C and after a worker dies; without
+  ``/dev/shm`` (or room in it) arrays are pickled, with the same results.
 * **A worker process that dies** (a crash in a native decoder, ``os._exit``, SIGKILL) is
   replaced; the items it held are prepared again one at a time, and an item whose worker
   dies again gets a :class:`WorkerError` as its result. Nothing hangs.
@@ -731,8 +734,9 @@ class _FrameRing:
         return _Slot(self.name, offset, a.shape, a.dtype)
 
     def release(self, slots: list[_Slot]) -> None:
-        """Give the slots back (their chunk's results are in: no worker reads them now)."""
-        self._free.extend(s.offset // self.slot_bytes for s in slots)
+        """Give the slots back (their chunk's results are in: no worker reads them now);
+        slots of another (replaced) ring are ignored."""
+        self._free.extend(s.offset // self.slot_bytes for s in slots if s.ring == self.name)
 
     def close(self) -> None:
         """Unmap and unlink the segment (workers that still map it keep their mapping)."""
