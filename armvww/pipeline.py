@@ -260,8 +260,9 @@ def choose_plan(
     * a batch of frames (a list or tuple of at least :data:`MIN_ITEMS_FOR_PROCESSES` arrays
       or PIL images, all there already) of up to :data:`BATCH_FRAME_PIXELS` on a
       ``replicable`` backend: worker processes that infer, arrays sent through shared
-      memory (distinct 96x96 frames: 1.55-1.76x sequential; 320x240: 1.70x, where two
-      threads reach 1.37x; at 640x480 the threads win: 1.64x against 1.09x);
+      memory (distinct 96x96 frames: 1.55-1.77x sequential; 320x240: 1.69-1.74x, where
+      two threads reach 1.34-1.39x; at 640x480 threads are as fast or faster: 1.66-1.70x
+      against 1.09-1.66x);
     * frames under :data:`SMALL_FRAME_PIXELS` in a stream (an iterator: a camera's frames,
       whose next frame may not exist yet), or on a backend that is not ``replicable``:
       no workers,
