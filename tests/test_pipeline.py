@@ -227,6 +227,12 @@ def test_ctrl_c_stops_the_pipeline_and_leaves_no_worker() -> None:
     assert _segments(proc.pid) == {}, "the frames' shared memory was left behind"
 
 
+#: Tests of the ring itself: without shared memory the frames are pickled (tested apart).
+needs_shm = pytest.mark.skipif(
+    not Path(pipeline_module.SHM_DIR).is_dir(), reason=f"no {pipeline_module.SHM_DIR} here"
+)
+
+
 def _segments(pid: int) -> dict[str, int]:
     """The shared-memory segments of process ``pid``'s pipeline rings, with their sizes."""
     shm = Path(pipeline_module.SHM_DIR)
@@ -239,7 +245,7 @@ def _distinct_frames(n: int, shape: tuple[int, ...] = (96, 96, 3)) -> list[np.nd
     return [rng.integers(0, 256, shape, dtype=np.uint8) for _ in range(n)]
 
 
-@pytest.mark.skipif(not Path(pipeline_module.SHM_DIR).is_dir(), reason="no /dev/shm here")
+@needs_shm
 @pytest.mark.parametrize("slots", [None, 5])
 def test_frames_go_through_shared_memory_and_each_gets_its_own_result(
     slots: int | None, monkeypatch: pytest.MonkeyPatch
@@ -270,7 +276,7 @@ def test_frames_go_through_shared_memory_and_each_gets_its_own_result(
     assert _segments(os.getpid()) == {}
 
 
-@pytest.mark.skipif(not Path(pipeline_module.SHM_DIR).is_dir(), reason="no /dev/shm here")
+@needs_shm
 def test_a_small_first_frame_does_not_send_the_rest_the_slow_way() -> None:
     """A tiny first frame makes small slots; the larger frames after it get a new ring with
     slots that fit them once the old ring's are free (and the results stay right)."""
@@ -291,14 +297,15 @@ def test_without_shared_memory_frames_are_pickled(
 ) -> None:
     """No shared memory on the system (here: its folder is missing): the frames are pickled
     to the workers instead, with the same results."""
+    real = Path(pipeline_module.SHM_DIR)
     monkeypatch.setattr(pipeline_module, "SHM_DIR", str(tmp_path / "no-shm"))
     frames = _distinct_frames(60)
     got = list(prepared(PREP, frames, Plan.of("process", workers=2, chunk=4)))
     _same(got, _expected(frames))
-    assert list(Path("/dev/shm").glob(f"armvww-{os.getpid()}-*")) == []
+    assert list(real.glob(f"armvww-{os.getpid()}-*")) == []
 
 
-@pytest.mark.skipif(not Path(pipeline_module.SHM_DIR).is_dir(), reason="no /dev/shm here")
+@needs_shm
 def test_a_killed_worker_reading_frames_loses_nothing() -> None:
     frames = _distinct_frames(120)
     gen = prepared(Slow(), frames, Plan.of("process", workers=2, chunk=2))
@@ -326,6 +333,7 @@ EXIT_CLEAN = textwrap.dedent(
 )
 
 
+@needs_shm
 def test_a_process_that_used_the_ring_exits_without_warnings() -> None:
     """Nothing at exit: no 'leaked shared_memory' from the resource tracker, no KeyError
     from a segment un-registered twice, no 'Exception ignored'."""
