@@ -23,7 +23,7 @@ import pytest
 from PIL import Image
 
 import armvww
-from armvww.backends import armnn_options, armnn_parser, litert
+from armvww.backends import armnn_delegate, armnn_options, armnn_parser, litert
 from armvww.errors import BackendUnavailableError
 
 NOISE = "Created TensorFlow Lite XNNPACK delegate"
@@ -166,13 +166,19 @@ def _no_pyarmnn(monkeypatch: pytest.MonkeyPatch, machine: str) -> None:
         lambda n, *a: None if n == "pyarmnn" else real(n, *a),
     )
     monkeypatch.setattr(armnn_options.platform, "machine", lambda: machine)
+    _reset_probes()
+
+
+def _reset_probes() -> None:
+    """Both routes' probes: each is cached per process, and judged on the faked machine."""
     armnn_parser.reset_probe()
+    armnn_delegate.reset_probe()
 
 
 @pytest.fixture
 def _fresh_probe() -> object:
     yield
-    armnn_parser.reset_probe()
+    _reset_probes()
 
 
 @pytest.mark.usefixtures("_fresh_probe")
@@ -196,7 +202,7 @@ def test_a_venv_without_system_site_packages_is_named(
     reason = armvww.backends.availability("CpuRef").reason
     assert "--system-site-packages" in reason and str(tmp_path) in reason
     (tmp_path / "pyvenv.cfg").write_text("include-system-site-packages = true\n")
-    armnn_parser.reset_probe()
+    _reset_probes()
     reason = armvww.backends.availability("CpuAcc").reason
     assert f"python3-pyarmnn {armnn_options.cpuref_package()}" in reason
 

@@ -305,6 +305,14 @@ def probe(path: Path, timeout: float | None = None) -> DelegateProbe:
         return _probe_cache[key]
 
 
+def reset_probe() -> None:
+    """Forget the cached probes (tests, or after replacing a library in place). A probe
+    also judges the library against this machine's architecture, so a cached one outlives
+    a change of what the machine reports (a test that fakes another machine)."""
+    with _probe_lock:
+        _probe_cache.clear()
+
+
 def _run_probe(path: Path, timeout: float | None) -> DelegateProbe:
     if timeout is None:
         timeout, problem = probe_timeout()
