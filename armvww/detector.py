@@ -60,6 +60,28 @@ class Detection:
     runtime: str = ""
     route: str = ""
 
+    @classmethod
+    def _of(
+        cls,
+        fixed: dict[str, Any],
+        person: bool,
+        score: float,
+        raw: np.ndarray,
+        source: str | None,
+    ) -> Detection:
+        """The Detection of ``fixed`` (every field but the four given, as :meth:`Detector.
+        classify` shares them) without the frozen dataclass's ten ``object.__setattr__``
+        calls: 0.3 µs instead of 1.5 (a pipeline builds thousands a second, in the
+        caller's thread). Equal to ``Detection(person, score, raw, **fixed, source=...)``."""
+        d = object.__new__(cls)
+        state = d.__dict__
+        state.update(fixed)
+        state["person"] = person
+        state["score"] = score
+        state["raw"] = raw
+        state["source"] = source
+        return d
+
     @property
     def ok(self) -> bool:
         """True when the item was processed (no :attr:`error`)."""
@@ -160,6 +182,16 @@ class Detector:
         out = self.model.output
         assert out.scale is not None and out.zero_point is not None
         self._out_scale, self._out_zp = out.scale, out.zero_point
+        self._scores = preprocess.gap_scores(out.scale)
+        # the fields every Detection of this Detector shares
+        self._fixed: dict[str, Any] = {
+            "backend": self.backend,
+            "fallback": self.fallback,
+            "error": None,
+            "selection": self.selection,
+            "runtime": self.runtime,
+            "route": self.route,
+        }
         h, w = self.model.input_hw
         self._draft = (2 * w, 2 * h) if fast_decode else None
         #: The shared preprocessing, picklable for the pipeline's worker processes.
@@ -239,20 +271,20 @@ class Detector:
             return np.array(self._session.run(q), dtype=np.int8, copy=True)
 
     def classify(self, raw: np.ndarray, source: str | None = None) -> Detection:
-        """Turn a raw int8 output into a :class:`Detection` (no inference)."""
+        """Turn a raw int8 output into a :class:`Detection` (no inference).
+
+        Raises:
+            ValueError: ``raw`` does not hold exactly 2 values.
+        """
         r = np.asarray(raw, dtype=np.int8).reshape(-1)
-        score = preprocess.person_score(r, self._out_scale, self._out_zp)
-        return Detection(
-            person=preprocess.decide(r, score, self.threshold),
-            score=score,
-            raw=r,
-            backend=self.backend,
-            source=source,
-            fallback=self.fallback,
-            selection=self.selection,
-            runtime=self.runtime,
-            route=self.route,
-        )
+        if r.shape != (2,):
+            raise ValueError(f"expected 2 logits, got shape {r.shape}")
+        lo, hi = r.tolist()
+        # preprocess.person_score's floats, from its table (a pipeline classifies thousands
+        # of items a second in the caller's thread)
+        score = self._scores[lo - hi + 255]
+        person = preprocess.decide_logits(lo, hi, score, self.threshold)
+        return Detection._of(self._fixed, person, score, r, source)
 
     def detect(self, image: images.ImageInput) -> Detection:
         """Detect a person in one image (path, bytes, PIL image or uint8 array).

@@ -55,6 +55,7 @@ from __future__ import annotations
 
 import itertools
 import logging
+import math
 import multiprocessing
 import multiprocessing.context
 import os
@@ -201,6 +202,17 @@ class Plan:
 
 #: Below this many known items, starting worker processes costs more than it saves.
 MIN_ITEMS_FOR_PROCESSES = 1000
+#: A batch of frames goes to worker processes only when detecting it sequentially would take
+#: at least this long (:func:`min_batch_frames`): starting them (0.3-0.4 s here) is then
+#: paid back. Measured here (LiteRT, vww2, 2 cores, whole runs with the start): processes
+#: break even at about 3,500 frames of 96x96 (0.7 s sequential; 1,000 frames took 1.9x as
+#: long as sequential, 8,000 frames 0.76x) and 2,000 of 240x240 (0.8 s).
+BATCH_SECONDS = 0.8
+#: A frame's sequential cost (prepare + infer), estimated from its pixels as
+#: ``FRAME_SECONDS + pixels * PIXEL_SECONDS``: the pipeline bench's stage costs here (184 µs
+#: at 96x96, 466 at 320x240, 1,162 at 640x480; Pillow's resize grows with the pixels).
+FRAME_SECONDS = 154e-6
+PIXEL_SECONDS = 3.3e-9
 #: Most items per task sent to a worker process (the size adapts below it).
 PROCESS_CHUNK = 64
 #: Tasks held per worker process: a task's round trip (pickling, two pipe hops, waking the
@@ -219,6 +231,9 @@ COST_DECAY = 0.25
 RING_BYTES = 64 * 2**20
 #: Where POSIX shared memory lives (Linux); without it, arrays are pickled to the workers.
 SHM_DIR = "/dev/shm"  # noqa: S108 (only its free space is read: os.statvfs)
+#: Slots start at multiples of this many bytes (a cache line): an array of any dtype is
+#: aligned in its slot, and copies into it start on a line.
+SLOT_ALIGN = 64
 #: On Ctrl-C, how long each step of stopping the worker processes may take, seconds.
 STOP_SECONDS = 5.0
 #: Frames (height x width) below this are run without workers (see :func:`choose_plan`).
@@ -257,12 +272,13 @@ def choose_plan(
       inferring it) and the caller only collects (photos: 1.9x sequential); fewer than
       :data:`MIN_ITEMS_FOR_PROCESSES` files: one thread (starting two worker interpreters
       costs 0.3-4 s here, depending on the load, against about 0.25 ms saved per item);
-    * a batch of frames (a list or tuple of at least :data:`MIN_ITEMS_FOR_PROCESSES` arrays
-      or PIL images, all there already) of up to :data:`BATCH_FRAME_PIXELS` on a
+    * a batch of frames (a list or tuple of arrays or PIL images, all there already) of up
+      to :data:`BATCH_FRAME_PIXELS`, long enough to pay for starting processes
+      (:func:`min_batch_frames`: 4,339 frames of 96x96, 1,964 of 320x240) on a
       ``replicable`` backend: worker processes that infer, arrays sent through shared
       memory (distinct 96x96 frames: 1.55-1.77x sequential; 320x240: 1.69-1.74x, where
       two threads reach 1.34-1.39x; at 640x480 threads are as fast or faster: 1.66-1.70x
-      against 1.09-1.66x);
+      against 1.09-1.66x); a shorter batch is run as a stream of its frames size;
     * frames under :data:`SMALL_FRAME_PIXELS` in a stream (an iterator: a camera's frames,
       whose next frame may not exist yet), or on a backend that is not ``replicable``:
       no workers,
@@ -288,7 +304,12 @@ def choose_plan(
     if not files and inference_holds_gil:
         return Plan.of("process", 1, 1, reason="arrays, inference holds the GIL: one process")
     small = not files and frame_pixels is not None and frame_pixels < SMALL_FRAME_PIXELS
-    batch = not files and count is not None and count >= MIN_ITEMS_FOR_PROCESSES
+    batch = (
+        not files
+        and count is not None
+        and frame_pixels is not None
+        and count >= min_batch_frames(frame_pixels)
+    )
     if batch and replicable and frame_pixels is not None and frame_pixels <= BATCH_FRAME_PIXELS:
         return Plan.of(
             "process", n, reason=f"{count} frames of {frame_pixels} pixels on {n} cores", infer=True
@@ -304,6 +325,15 @@ def choose_plan(
     if replicable:
         return Plan.of("process", n, reason=f"files on {n} cores", infer=True)
     return Plan.of("process", n, reason=f"files on {n} cores")
+
+
+def min_batch_frames(pixels: int) -> int:
+    """The fewest frames of ``pixels`` (height x width) that a batch needs for worker
+    processes: at least :data:`MIN_ITEMS_FOR_PROCESSES`, and enough for
+    :data:`BATCH_SECONDS` of sequential work at the estimated cost of a frame (96x96: 4,350;
+    320x240: 1,970)."""
+    cost = FRAME_SECONDS + max(0, pixels) * PIXEL_SECONDS
+    return max(MIN_ITEMS_FOR_PROCESSES, math.ceil(BATCH_SECONDS / cost))
 
 
 # -- the stream ------------------------------------------------------------------------------
@@ -601,12 +631,15 @@ def _worker_init(stage: Callable[[Any], np.ndarray]) -> None:
     machine.keep_freed_memory()
 
 
-def _run_chunk(items: list[Any]) -> _Done:
-    """In a worker process: the stage on each item (an array sent through shared memory is
-    read in place: :func:`_read_slot`), every outcome picklable, and the seconds the chunk
-    took (the parent sizes the next chunks by it)."""
+def _run_chunk(items: list[Any], in_ring: _InRing | None = None) -> _Done:
+    """In a worker process: the stage on each item (the arrays sent through shared memory,
+    ``in_ring``, are read in place: :func:`_read_slot`), every outcome picklable, and the
+    seconds the chunk took (the parent sizes the next chunks by it)."""
     assert _STAGE is not None, "worker started without a stage"
-    items = [_read_slot(i) if isinstance(i, _Slot) else i for i in items]
+    if in_ring is not None:
+        items = list(items)
+        for pos, slot, shape, dtype in in_ring.arrays:
+            items[pos] = _read_slot(in_ring.ring, slot * in_ring.slot_bytes, shape, dtype)
     outs, seconds = _run_items(_STAGE, items)
     return _packed([_picklable(o) for o in outs]), seconds
 
@@ -635,27 +668,28 @@ def _picklable(out: Outcome) -> Outcome:
 
 
 @dataclass(frozen=True)
-class _Slot:
-    """An array a worker process reads from shared memory: the segment's name, the slot's
-    offset in it, and the array's shape and dtype (:class:`_FrameRing`)."""
+class _InRing:
+    """The arrays of one task that travel through shared memory (:class:`_FrameRing`): the
+    segment's name, its slot size, and for each such array its position in the task, its
+    slot, shape and dtype (plain tuples: one small object to pickle per task, not one per
+    frame). The task's list holds None at those positions."""
 
     ring: str
-    offset: int
-    shape: tuple[int, ...]
-    dtype: np.dtype[Any]
+    slot_bytes: int
+    arrays: tuple[tuple[int, int, tuple[int, ...], np.dtype[Any]], ...]
 
 
 #: In a worker process: the shared-memory segments it has opened, by name.
 _ATTACHED: dict[str, shared_memory.SharedMemory] = {}
 
 
-def _read_slot(slot: _Slot) -> np.ndarray:
-    """In a worker process: the array in ``slot``, read-only, in place (no copy). The caller
-    does not reuse the slot until this chunk's results are back. A segment is opened once
-    per worker (until the caller replaces its ring) and stays registered with the resource
-    tracker the caller shares: the caller unlinks it (un-registering it here too would make
-    the tracker complain at exit)."""
-    shm = _ATTACHED.get(slot.ring)
+def _read_slot(ring: str, offset: int, shape: tuple[int, ...], dtype: np.dtype[Any]) -> np.ndarray:
+    """In a worker process: the array at ``offset`` in segment ``ring``, read-only, in place
+    (no copy). The caller does not reuse the slot until this chunk's results are back. A
+    segment is opened once per worker (until the caller replaces its ring) and stays
+    registered with the resource tracker the caller shares: the caller unlinks it
+    (un-registering it here too would make the tracker complain at exit)."""
+    shm = _ATTACHED.get(ring)
     if shm is None:
         for old in _ATTACHED.values():  # a ring the caller replaced (it waits for no task)
             try:
@@ -663,8 +697,8 @@ def _read_slot(slot: _Slot) -> np.ndarray:
             except BufferError:
                 pass
         _ATTACHED.clear()
-        shm = _ATTACHED[slot.ring] = shared_memory.SharedMemory(name=slot.ring)
-    a: np.ndarray = np.ndarray(slot.shape, slot.dtype, buffer=shm.buf, offset=slot.offset)
+        shm = _ATTACHED[ring] = shared_memory.SharedMemory(name=ring)
+    a: np.ndarray = np.ndarray(shape, dtype, buffer=shm.buf, offset=offset)
     a.flags.writeable = False
     return a
 
@@ -673,7 +707,7 @@ class _FrameRing:
     """Shared-memory slots for the arrays (frames) sent to worker processes.
 
     Pickling a frame to a worker costs the caller more than preparing it costs a worker
-    (96x96 frames: 62-66 µs of the caller's time per frame pickled, 22-24 through a slot;
+    (96x96 frames: 62-66 µs of the caller's time per frame pickled, 20-21 through a slot;
     ``benchmarks/results-pipeline-x86_64.md``). Through a slot the caller copies it once and
     the worker reads it in place. A slot is taken when its item is sent and given back when
     its chunk's results have been read (the worker is done with it), so a slot is never
@@ -692,14 +726,17 @@ class _FrameRing:
         self.slot_bytes = slot_bytes
         self.slots = slots
         self._free: deque[int] = deque(range(slots))
-        # one view of the whole segment, sliced per slot (a new ndarray over the mmap's
+        # one view of the whole segment, and per slot a view shaped as its last array (the
+        # next frame of that shape is copied with one call: a new ndarray over the mmap's
         # buffer for every frame cost more than the copy); dropped before the segment closes
         self._bytes: np.ndarray | None = np.ndarray((slot_bytes * slots,), np.uint8, self._shm.buf)
+        self._views: dict[int, np.ndarray] = {}
 
     @classmethod
     def sized_for(cls, slot_bytes: int, slots: int) -> _FrameRing | None:
         """A ring of up to ``slots`` slots of ``slot_bytes``, or None (no room, or no shared
         memory on this system: arrays are then pickled)."""
+        slot_bytes = -(-slot_bytes // SLOT_ALIGN) * SLOT_ALIGN
         n = min(slots, RING_BYTES // slot_bytes)
         if n < 1:
             return None
@@ -725,23 +762,30 @@ class _FrameRing:
         """An array a slot can carry (plain data, not empty)."""
         return isinstance(item, np.ndarray) and item.nbytes > 0 and not item.dtype.hasobject
 
-    def put(self, a: np.ndarray) -> _Slot | None:
-        """Copy ``a`` into a free slot; None when it does not fit or none is free."""
+    def put(self, a: np.ndarray) -> int | None:
+        """Copy ``a`` into a free slot and return the slot; None when it does not fit or
+        none is free."""
         if not self._free or a.nbytes > self.slot_bytes or self._bytes is None:
             return None
-        offset = self._free.popleft() * self.slot_bytes
-        flat = np.ascontiguousarray(a).reshape(-1).view(np.uint8)
-        self._bytes[offset : offset + a.nbytes] = flat
-        return _Slot(self.name, offset, a.shape, a.dtype)
+        slot = self._free.popleft()
+        view = self._views.get(slot)
+        if view is None or view.shape != a.shape or view.dtype != a.dtype:
+            offset = slot * self.slot_bytes
+            view = self._bytes[offset : offset + a.nbytes].view(a.dtype).reshape(a.shape)
+            self._views[slot] = view
+        view[...] = a
+        return slot
 
-    def release(self, slots: list[_Slot]) -> None:
+    def release(self, ring: str, slots: list[int]) -> None:
         """Give the slots back (their chunk's results are in: no worker reads them now);
         slots of another (replaced) ring are ignored."""
-        self._free.extend(s.offset // self.slot_bytes for s in slots if s.ring == self.name)
+        if ring == self.name:
+            self._free.extend(slots)
 
     def close(self) -> None:
         """Unmap and unlink the segment (workers that still map it keep their mapping)."""
         self._bytes = None
+        self._views.clear()
         try:
             self._shm.close()
         except BufferError:  # a view still exported in this process; unlinking is what counts
@@ -798,7 +842,7 @@ class _ProcessPool(_Pool):
         self._ring: _FrameRing | None = None
         self._window = 1  # the most items held (the plan's): a ring has up to one slot each
         self._no_ring_from = sys.maxsize  # arrays this large found no shared memory
-        self._slots: dict[Future[_Done], list[_Slot]] = {}
+        self._slots: dict[Future[_Done], tuple[str, list[int]]] = {}
 
     def run(self, jobs: Iterator[_Job], plan: Plan) -> Iterator[tuple[str, Outcome]]:
         self._window = plan.window
@@ -858,35 +902,40 @@ class _ProcessPool(_Pool):
         """A task, its arrays sent through shared memory where they fit (:class:`_FrameRing`);
         on a pool already broken (a worker died since the last result), a future holding that
         error, handled where results are read (:meth:`_broken`)."""
-        sent, slots = self._shared(items)
+        sent, in_ring = self._shared(items)
         try:
-            fut = self._pool.submit(_run_chunk, sent)
+            fut = self._pool.submit(_run_chunk, sent, in_ring)
         except BrokenProcessPool as exc:
             fut = Future()
             fut.set_exception(exc)
-        if slots:
-            self._slots[fut] = slots
+        if in_ring is not None:
+            self._slots[fut] = (in_ring.ring, [slot for _, slot, _, _ in in_ring.arrays])
         return fut
 
-    def _shared(self, items: list[Any]) -> tuple[list[Any], list[_Slot]]:
-        """``items`` with each array that finds a free slot replaced by its :class:`_Slot`
-        (the ring is made at the first array), and the slots taken."""
+    def _shared(self, items: list[Any]) -> tuple[list[Any], _InRing | None]:
+        """``items`` with each array that finds a free slot replaced by None, and where they
+        are (:class:`_InRing`; None when no array went through shared memory). The ring is
+        made at the first array; all the slots a task takes are of one ring (a ring is
+        replaced only while no slot of it is in use)."""
         sent: list[Any] = []
-        slots: list[_Slot] = []
-        for item in items:
+        arrays: list[tuple[int, int, tuple[int, ...], np.dtype[Any]]] = []
+        for pos, item in enumerate(items):
             slot = self._put(item) if _FrameRing.fits(item) else None
             if slot is None:
                 sent.append(item)
             else:
-                sent.append(slot)
-                slots.append(slot)
-        return sent, slots
+                sent.append(None)
+                arrays.append((pos, slot, item.shape, item.dtype))
+        if not arrays:
+            return sent, None
+        assert self._ring is not None
+        return sent, _InRing(self._ring.name, self._ring.slot_bytes, tuple(arrays))
 
-    def _put(self, a: np.ndarray) -> _Slot | None:
-        """``a`` in a slot of the ring, or None (pickled). The ring is made at the first
-        array, with slots of its size; an array too large for them makes a new ring with
-        slots of at least twice the size, once no slot of the old one is in use (so a small
-        first frame does not send every later one the slow way)."""
+    def _put(self, a: np.ndarray) -> int | None:
+        """``a`` in a slot of the ring (its slot), or None (pickled). The ring is made at
+        the first array, with slots of its size; an array too large for them makes a new
+        ring with slots of at least twice the size, once no slot of the old one is in use
+        (so a small first frame does not send every later one the slow way)."""
         ring = self._ring
         if ring is not None and a.nbytes <= ring.slot_bytes:
             return ring.put(a)
@@ -909,9 +958,9 @@ class _ProcessPool(_Pool):
 
     def _done(self, fut: Future[_Done]) -> None:
         """The task's results are in: its slots are free again."""
-        slots = self._slots.pop(fut, None)
-        if slots and self._ring is not None:
-            self._ring.release(slots)
+        taken = self._slots.pop(fut, None)
+        if taken is not None and self._ring is not None:
+            self._ring.release(*taken)
 
     def _broken(self, pending: _Pending) -> None:
         """A worker died, and every unfinished chunk failed with it. Start new workers and

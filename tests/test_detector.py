@@ -312,3 +312,41 @@ def test_detector_calls_a_tie_no_person(vww2_path) -> None:
         tie = det.classify(np.array([34, 34], dtype=np.int8))
         assert tie.score == 0.5 and not tie.person and tie.label == "no_person"
         assert det.classify(np.array([34, 35], dtype=np.int8)).person
+
+
+@pytest.mark.parametrize("threshold", [0.5, 0.0, 0.3, 0.514, 1.0])
+def test_classify_equals_the_plain_detection_for_every_logit_pair(vww2_path, threshold) -> None:
+    """classify's table and quick construction give, for all 65,536 int8 pairs, the
+    Detection built field by field from person_score and decide."""
+    _need_litert()
+    import dataclasses
+
+    from armvww import preprocess
+    from armvww.detector import Detection
+
+    with armvww.Detector(vww2_path, backend="LiteRT", threshold=threshold) as det:
+        out = det.model.output
+        pairs = np.stack(np.meshgrid(np.arange(-128, 128), np.arange(-128, 128)), -1)
+        for raw in pairs.reshape(-1, 2).astype(np.int8):
+            got = det.classify(raw, "<x>")
+            score = preprocess.person_score(raw, out.scale, out.zero_point)
+            want = Detection(
+                person=preprocess.decide(raw, score, threshold),
+                score=score,
+                raw=raw,
+                backend=det.backend,
+                source="<x>",
+                fallback=det.fallback,
+                selection=det.selection,
+                runtime=det.runtime,
+                route=det.route,
+            )
+            for f in dataclasses.fields(Detection):
+                a, b = getattr(got, f.name), getattr(want, f.name)
+                if f.name == "raw":
+                    assert a.dtype == np.int8 and a.tolist() == b.tolist()
+                else:
+                    assert a == b, (f.name, raw, a, b)
+        assert set(vars(got)) == {f.name for f in dataclasses.fields(Detection)}
+        with pytest.raises(ValueError, match="2 logits"):
+            det.classify(np.zeros(3, np.int8))

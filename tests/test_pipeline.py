@@ -33,6 +33,7 @@ from armvww.pipeline import (
     _item_cost,
     _packed,
     choose_plan,
+    min_batch_frames,
     prepared,
     stream,
 )
@@ -378,12 +379,22 @@ def test_plan_validation_and_choice() -> None:
     assert (vga.kind, vga.infer) == ("thread", True)
     assert not choose_plan(True, 13, cores=2, replicable=True).infer
     assert choose_plan(True, None, cores=1, replicable=True).kind == "none"
-    # a list of >= 1000 small frames (a batch: its items are all there) goes to processes that
-    # infer; the same frames from an iterator (a camera: count unknown) run with no workers
+    # a list of small frames long enough to pay for starting processes (a batch: its items
+    # are all there) goes to processes that infer; the same frames from an iterator (a
+    # camera: count unknown), or too few of them, run with no workers
     batch = choose_plan(False, 4800, cores=2, replicable=True, frame_pixels=96 * 96)
     assert (batch.kind, batch.workers, batch.infer) == ("process", 2, True)
     assert choose_plan(False, None, cores=2, replicable=True, frame_pixels=96 * 96).kind == "none"
     assert choose_plan(False, 999, cores=2, replicable=True, frame_pixels=96 * 96).kind == "none"
+    # 1,000 frames of 96x96 took 1.9x as long through processes as sequentially (their start)
+    assert choose_plan(False, 1000, cores=2, replicable=True, frame_pixels=96 * 96).kind == "none"
+    n = min_batch_frames(96 * 96)
+    assert 3500 <= n <= 5000  # processes broke even at about 3,500 such frames here
+    assert choose_plan(False, n, cores=2, replicable=True, frame_pixels=96 * 96).kind == "process"
+    assert choose_plan(False, n - 1, cores=2, replicable=True, frame_pixels=96 * 96).kind == "none"
+    # larger frames cost more each: fewer of them pay for the start (never under 1,000)
+    assert min_batch_frames(320 * 240) < n and min_batch_frames(320 * 240) >= 1000
+    assert min_batch_frames(8 * 8) > n
     # one session on the CPU (CpuAcc: its inference uses every core): no workers; on a GPU
     # (the cores idle while it infers): one thread prepares while it infers
     assert choose_plan(False, 4800, cores=2, frame_pixels=96 * 96).kind == "none"
@@ -399,13 +410,15 @@ def test_plan_validation_and_choice() -> None:
 
 
 def test_auto_tells_a_batch_of_frames_from_a_stream() -> None:
-    """``"auto"`` knows a list's or a tuple's length, not an iterator's: the same 1,000
-    small frames are a batch (worker processes) as a list and a stream as a generator."""
-    frames = [np.full((96, 96, 3), k % 256, np.uint8) for k in range(1000)]
+    """``"auto"`` knows a list's or a tuple's length, not an iterator's: the same small
+    frames are a batch (worker processes) as a list and a stream as a generator."""
+    n = min_batch_frames(96 * 96)
+    frame = np.full((96, 96, 3), 7, np.uint8)
+    frames = [frame] * n
     assert stream(frames, replicable=True).plan.kind == "process"
     assert stream(tuple(frames), replicable=True).plan.kind == "process"
     assert stream(iter(frames), replicable=True).plan.kind == "none"
-    assert stream(frames[:999], replicable=True).plan.kind == "none"
+    assert stream(frames[:-1], replicable=True).plan.kind == "none"
 
 
 def test_an_items_cost_estimate_rises_at_once_and_falls_slowly() -> None:
@@ -486,18 +499,19 @@ def test_frames_inferred_in_workers_equal_detect(workers: str, vww2_path: Path) 
 
 @pytest.mark.litert
 def test_a_batch_of_small_frames_in_worker_processes_equals_detect(vww2_path: Path) -> None:
-    """A list of 1,200 small frames: ``auto`` starts worker processes that infer (the plan
-    says so in the log), and every frame's record is ``detect``'s, in order, each once; a
-    frame of the wrong dtype is an error on that frame only."""
+    """A list of small frames long enough for worker processes (``min_batch_frames``):
+    ``auto`` starts worker processes that infer, and every frame's record is ``detect``'s,
+    in order, each once; a frame of the wrong dtype is an error on that frame only."""
     rng = np.random.default_rng(8)
     distinct = [rng.integers(0, 256, (96, 96, 3), dtype=np.uint8) for _ in range(40)]
-    frames: list[Any] = [distinct[k % 40] for k in range(1200)]
+    n = min_batch_frames(96 * 96)
+    frames: list[Any] = [distinct[k % 40] for k in range(n)]
     frames[601] = frames[601].astype(np.float32)
     with Detector(vww2_path, backend="LiteRT") as det:
         assert stream(frames, replicable=det.replicable).plan.kind == "process"
         want = [det.detect(f).as_dict() for f in distinct]
         got = det.detect_many(frames)
-    assert len(got) == 1200
+    assert len(got) == n
     for k, r in enumerate(got):
         if k == 601:
             assert isinstance(r.error, InputError) and r.source == "<ndarray float32 (96, 96, 3)>"

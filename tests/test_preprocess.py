@@ -290,3 +290,14 @@ def test_other_thresholds_compare_the_score_strictly() -> None:
     assert not preprocess.decide(a, s, s)  # strictly greater
     assert not preprocess.decide(a, 1.0, 1.0)  # threshold 1: nothing is a person
     assert preprocess.decide(a, 1e-9, 0.0) and not preprocess.decide(a, 0.0, 0.0)
+
+
+@pytest.mark.parametrize("scale", [0.05457818, 1e-4, 0.1, 8.0, 100.0])
+def test_the_score_table_holds_person_score_for_every_gap(scale: float) -> None:
+    table = preprocess.gap_scores(scale)
+    assert len(table) == 511
+    for a in range(-128, 128, 3):
+        for b in range(-128, 128):
+            raw = np.array([a, b], np.int8)
+            assert table[a - b + 255] == preprocess.person_score(raw, scale, 7)
+    assert table[255] == 0.5 and table[0] > 0.5 > table[510]
