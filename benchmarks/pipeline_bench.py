@@ -24,6 +24,7 @@ from __future__ import annotations
 import argparse
 import csv
 import json
+import math
 import os
 import platform
 import statistics
@@ -134,6 +135,8 @@ PICKLED = "pickled:"
 #: array it has already written in a message as a reference, so 8 arrays repeated would
 #: flatter pickling. Larger sets repeat 8 arrays (their plans use threads: nothing pickled).
 DISTINCT_FRAME_BYTES = 2 * 2**30
+#: Sequential seconds of work in one run of a frames set (estimated: pipeline.FRAME_SECONDS).
+FRAME_RUN_SECONDS = 2.0
 
 
 def timed(det: Detector, items: list[Any], workers: PlanSpec) -> tuple[float, float, float]:
@@ -503,7 +506,11 @@ def main() -> int:
         if f"frames{w}" not in sets:
             continue
         fr = [rng.integers(0, 256, (h, w, 3), dtype=np.uint8) for _ in range(8)]
-        k = times(600)  # 4,800 frames: a list that long gets worker processes if small
+        # at least 4,800 frames and about 2 s of sequential work a run (96x96: 10,872), so
+        # that the steady rate is not the workers' ramp-up; a list that long is a batch
+        # (worker processes) up to 320x240 (pipeline.min_batch_frames)
+        cost = pipeline.FRAME_SECONDS + w * h * pipeline.PIXEL_SECONDS
+        k = times(max(600, math.ceil(FRAME_RUN_SECONDS / (8 * cost))))
         if 8 * k * fr[0].nbytes <= DISTINCT_FRAME_BYTES:
             items = [f.copy() for f in fr * k]
             title = f"frames {w}x{h} uint8 RGB arrays ({8 * k} distinct arrays, 8 contents)"
