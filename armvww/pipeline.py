@@ -278,7 +278,7 @@ def choose_plan(
       ``replicable`` backend: worker processes that infer, arrays sent through shared
       memory (distinct 96x96 frames: 1.55-1.77x sequential; 320x240: 1.69-1.74x, where
       two threads reach 1.34-1.39x; at 640x480 threads are as fast or faster: 1.66-1.70x
-      against 1.09-1.66x); a shorter batch is run as a stream of its frames size;
+      against 1.09-1.66x); a shorter batch is planned as a stream of such frames;
     * frames under :data:`SMALL_FRAME_PIXELS` in a stream (an iterator: a camera's frames,
       whose next frame may not exist yet), or on a backend that is not ``replicable``:
       no workers,
@@ -330,8 +330,8 @@ def choose_plan(
 def min_batch_frames(pixels: int) -> int:
     """The fewest frames of ``pixels`` (height x width) that a batch needs for worker
     processes: at least :data:`MIN_ITEMS_FOR_PROCESSES`, and enough for
-    :data:`BATCH_SECONDS` of sequential work at the estimated cost of a frame (96x96: 4,350;
-    320x240: 1,970)."""
+    :data:`BATCH_SECONDS` of sequential work at the estimated cost of a frame (96x96: 4,339;
+    320x240: 1,964)."""
     cost = FRAME_SECONDS + max(0, pixels) * PIXEL_SECONDS
     return max(MIN_ITEMS_FOR_PROCESSES, math.ceil(BATCH_SECONDS / cost))
 
