@@ -276,7 +276,7 @@ def choose_plan(
       to :data:`BATCH_FRAME_PIXELS`, long enough to pay for starting processes
       (:func:`min_batch_frames`: 4,339 frames of 96x96, 1,964 of 320x240) on a
       ``replicable`` backend: worker processes that infer, arrays sent through shared
-      memory (distinct 96x96 frames: 1.55-1.77x sequential; 320x240: 1.69-1.74x, where
+      memory (distinct 96x96 frames: 1.55-1.87x sequential; 320x240: 1.69-1.74x, where
       two threads reach 1.34-1.39x; at 640x480 threads are as fast or faster: 1.66-1.70x
       against 1.09-1.66x); a shorter batch is planned as a stream of such frames;
     * frames under :data:`SMALL_FRAME_PIXELS` in a stream (an iterator: a camera's frames,

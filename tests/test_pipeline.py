@@ -293,6 +293,67 @@ def test_a_small_first_frame_does_not_send_the_rest_the_slow_way() -> None:
     assert _segments(os.getpid()) == {}
 
 
+@needs_shm
+@pytest.mark.parametrize("slots", [None, 3])
+def test_frames_of_several_shapes_and_dtypes_share_the_slots(
+    slots: int | None, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A slot keeps a view shaped as its last frame: frames of other shapes and dtypes that
+    fit the slot (grey, smaller colour, a column-major copy; 16-bit, byte-swapped 16-bit
+    and float arrays, which are refused with an InputError) take it in turn, through a full
+    ring and through one of 3 slots, and each still gets its own frame's result."""
+    if slots is not None:
+        monkeypatch.setattr(pipeline_module, "RING_BYTES", slots * 96 * 96 * 3)
+    rng = np.random.default_rng(11)
+    kinds = [
+        lambda: rng.integers(0, 256, (96, 96, 3), dtype=np.uint8),
+        lambda: rng.integers(0, 256, (60, 50), dtype=np.uint8),
+        lambda: rng.integers(0, 256, (40, 40, 3), dtype=np.uint8),
+        lambda: rng.integers(0, 65536, (70, 80), dtype=np.uint16),
+        lambda: rng.integers(0, 65536, (70, 80), dtype=np.uint16).astype(">u2"),
+        lambda: np.asfortranarray(rng.integers(0, 256, (96, 90, 3), dtype=np.uint8)),
+        lambda: rng.random((60, 50), dtype=np.float32),  # the grey frames' shape, 4x the bytes
+    ]
+    frames = [kinds[k % len(kinds)]() for k in range(120)]
+    got = list(prepared(PREP, frames, Plan.of("process", workers=2, chunk=4)))
+    want = _expected(frames)
+    assert sum(kind == "ok" for kind, _ in want) == sum(f.dtype == np.uint8 for f in frames)
+    _same(got, want)
+    assert _segments(os.getpid()) == {}
+
+
+@needs_shm
+def test_a_slot_reused_by_another_shape_or_dtype_holds_the_new_array() -> None:
+    """One slot, reused in turn by arrays of one shape and other dtypes, other shapes and
+    strides: what a worker reads there is each time the array just put."""
+    rng = np.random.default_rng(12)
+    ring = pipeline_module._FrameRing.sized_for(96 * 96 * 3, 1)
+    assert ring is not None and ring.slots == 1
+    try:
+        arrays = [
+            rng.random((60, 50), dtype=np.float32),
+            rng.integers(0, 256, (60, 50), dtype=np.uint8),  # same shape, other dtype
+            rng.integers(-128, 128, (60, 50), dtype=np.int8),
+            rng.integers(0, 256, (50, 60), dtype=np.uint8),  # same bytes, other shape
+            rng.integers(0, 65536, (60, 50), dtype=np.uint16).astype(">u2"),
+            rng.integers(0, 256, (96, 96, 3), dtype=np.uint8)[:, ::-1],  # strided
+            rng.integers(0, 256, (60, 50), dtype=np.uint8),
+        ]
+        for a in arrays:
+            slot = ring.put(a)
+            assert slot == 0
+            got = pipeline_module._read_slot(ring.name, slot * ring.slot_bytes, a.shape, a.dtype)
+            assert got.dtype == a.dtype and np.array_equal(got, a)
+            del got
+            ring.release(ring.name, [slot])
+    finally:
+        for shm in pipeline_module._ATTACHED.values():
+            shm.close()
+        pipeline_module._ATTACHED.clear()
+        ring.close()
+    assert _segments(os.getpid()) == {}
+
+
 def test_without_shared_memory_frames_are_pickled(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
