@@ -506,7 +506,7 @@ def main() -> int:
         if f"frames{w}" not in sets:
             continue
         fr = [rng.integers(0, 256, (h, w, 3), dtype=np.uint8) for _ in range(8)]
-        # at least 4,800 frames and about 2 s of sequential work a run (96x96: 10,872), so
+        # at least 4,800 frames and about 2 s of sequential work a run (96x96: 10,848), so
         # that the steady rate is not the workers' ramp-up; a list that long is a batch
         # (worker processes) up to 320x240 (pipeline.min_batch_frames)
         cost = pipeline.FRAME_SECONDS + w * h * pipeline.PIXEL_SECONDS
