@@ -274,11 +274,14 @@ class Detector:
         """Turn a raw int8 output into a :class:`Detection` (no inference).
 
         Raises:
-            ValueError: ``raw`` does not hold exactly 2 values.
+            InputError (a ValueError): ``raw`` does not hold exactly 2 values.
         """
         r = np.asarray(raw, dtype=np.int8).reshape(-1)
         if r.shape != (2,):
-            raise ValueError(f"expected 2 logits, got shape {r.shape}")
+            raise InputError(
+                f"expected 2 logits (no person, person), got {r.size} values: pass the "
+                "model's raw output, e.g. det.classify(det.run(det.quantize(image)))"
+            )
         lo, hi = r.tolist()
         # preprocess.person_score's floats, from its table (a pipeline classifies thousands
         # of items a second in the caller's thread)
