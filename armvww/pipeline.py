@@ -147,6 +147,9 @@ class Plan:
         reason: why this plan (for logs and reports).
         infer: each worker also runs inference, in a session of its own (only for a
             backend whose sessions can be replicated; see the module docs).
+        caller: the caller runs chunks too, in a session of its own, whenever the next
+            result is not back yet (worker processes that infer only): its core works
+            instead of waiting, and the items it runs cost no copy, pickling or hand-off.
     """
 
     kind: Kind = "none"
@@ -155,6 +158,7 @@ class Plan:
     window: int = 1
     reason: str = ""
     infer: bool = False
+    caller: bool = False
 
     def __post_init__(self) -> None:
         if self.kind not in KINDS:
@@ -167,6 +171,12 @@ class Plan:
             raise InputError(f"pipeline infer must be True or False, got {self.infer!r}")
         if self.infer and self.kind == "none":
             raise InputError("a sequential pipeline plan has no workers to infer in")
+        if not isinstance(self.caller, bool):
+            raise InputError(f"pipeline caller must be True or False, got {self.caller!r}")
+        if self.caller and not (self.kind == "process" and self.infer):
+            raise InputError(
+                "only a plan of worker processes that infer can have the caller run chunks too"
+            )
 
     @classmethod
     def of(
@@ -176,17 +186,24 @@ class Plan:
         chunk: int | None = None,
         reason: str = "",
         infer: bool = False,
+        caller: bool = False,
     ) -> Plan:
-        """A plan of ``kind`` with defaults: workers = usable cores, chunk
-        :data:`PROCESS_CHUNK` (the most; adaptive) for processes and 1 otherwise, window =
-        :data:`PROCESS_TASKS` chunks per worker process, 2 per thread (1 item for
+        """A plan of ``kind`` with defaults: workers = usable cores (one fewer when the
+        ``caller`` runs chunks too), chunk :data:`PROCESS_CHUNK` (the most; adaptive) for
+        processes and 1 otherwise, window = :data:`PROCESS_TASKS` chunks per worker process
+        (and :data:`CALLER_TASKS` more for the caller), 2 per thread (1 item for
         ``"none"``)."""
         if kind == "none":
             return cls("none", 1, 1, 1, reason or "requested")
-        n = workers if workers is not None else machine.usable_cores()
+        if workers is not None:
+            n = workers
+        else:
+            n = max(1, machine.usable_cores() - 1) if caller else machine.usable_cores()
         c = chunk if chunk is not None else (PROCESS_CHUNK if kind == "process" else 1)
         tasks = PROCESS_TASKS * n if kind == "process" else max(2, 2 * n)
-        return cls(kind, n, c, tasks * c, reason or "requested", infer)
+        if caller:
+            tasks += CALLER_TASKS
+        return cls(kind, n, c, min(4096, tasks * c), reason or "requested", infer, caller)
 
     def describe(self) -> str:
         """One line: kind, workers, chunk, window, where inference runs and the reason."""
@@ -194,6 +211,8 @@ class Plan:
             return f"sequential ({self.reason})"
         per = "at most " if self.kind == "process" else ""
         where = "each worker infers in its own session" if self.infer else "the caller infers"
+        if self.caller:
+            where += ", and the caller runs chunks too"
         return (
             f"{self.workers} {self.kind} workers, {per}{self.chunk} items per task, at most "
             f"{self.window} items held, {where} ({self.reason})"
@@ -215,6 +234,13 @@ FRAME_SECONDS = 154e-6
 PIXEL_SECONDS = 3.3e-9
 #: Most items per task sent to a worker process (the size adapts below it).
 PROCESS_CHUNK = 64
+#: Chunks of :data:`PROCESS_CHUNK` items the caller may hold beside the workers' when it
+#: runs chunks too (:attr:`Plan.caller`): results it made wait there for the workers'
+#: earlier ones, in input order.
+CALLER_TASKS = 8
+#: The aim for one chunk the caller runs itself, seconds: short, so that it takes the
+#: workers' results and hands them new tasks often.
+CALLER_TASK_SECONDS = 0.004
 #: Tasks held per worker process: a task's round trip (pickling, two pipe hops, waking the
 #: worker) costs more than a thread's, and items of very different costs (small and large
 #: photos) must not leave a worker waiting for the caller to take a slow task's results.
@@ -312,7 +338,11 @@ def choose_plan(
     )
     if batch and replicable and frame_pixels is not None and frame_pixels <= BATCH_FRAME_PIXELS:
         return Plan.of(
-            "process", n, reason=f"{count} frames of {frame_pixels} pixels on {n} cores", infer=True
+            "process",
+            n - 1,
+            reason=f"{count} frames of {frame_pixels} pixels on {n} cores",
+            infer=True,
+            caller=True,
         )
     if small and not on_gpu:
         return Plan.of("none", reason=f"frames of {frame_pixels} pixels: workers cost more")
@@ -550,26 +580,67 @@ class _Pool:
         (None: no other limit)."""
         return None
 
+    def _ready(self) -> bool:
+        """The workers can take tasks (worker processes: one has started)."""
+        return True
+
     def run(self, jobs: Iterator[_Job], plan: Plan) -> Iterator[tuple[str, Outcome]]:
         pending: _Pending = deque()
+        mine: set[Future[_Done]] = set()  # the chunks the caller ran (Plan.caller)
         size = min(plan.chunk, self.first)
         cost = 0.0  # the estimate of an item's seconds (0: nothing measured yet)
-        held = 0
+        held = 0  # items taken from the input and not yet handed back
+        sent = 0  # of those, the items given to the workers
         ended = False
 
         def top_up() -> None:
-            nonlocal held, ended
-            room = min(plan.window, self.tasks_per_worker * self._n * size)
-            while not ended and (not pending or held + size <= room):
+            nonlocal held, sent, ended
+            if plan.caller and not self._ready():
+                return  # the caller runs every chunk until a worker has started
+            quota = self.tasks_per_worker * self._n * size
+            while not ended and (
+                not pending or (sent + size <= quota and held + size <= plan.window)
+            ):
                 c = list(itertools.islice(jobs, size))
                 if not c:
                     ended = True
                     return
                 pending.append((c, self._submit([j[2] for j in c])))
                 held += len(c)
+                sent += len(c)
+
+        def run_here() -> bool:
+            """The caller runs the next chunk itself (:attr:`Plan.caller`); False when the
+            window is full or the input has ended."""
+            nonlocal held, ended, cost
+            n = max(1, min(plan.chunk, int(CALLER_TASK_SECONDS / cost))) if cost else self.first
+            if pending and held + n > plan.window:
+                return False
+            c = list(itertools.islice(jobs, n))
+            if not c:
+                ended = True
+                return False
+            outs, seconds = _run_items(self._stage, [j[2] for j in c])
+            done: Future[_Done] = Future()
+            done.set_result((outs, seconds))
+            pending.append((c, done))
+            mine.add(done)
+            held += len(c)
+            cost = _item_cost(cost, seconds / len(c))
+            return True
 
         top_up()
-        while pending:
+        while True:
+            if (
+                plan.caller
+                and not ended
+                and (not pending or not pending[0][1].done())
+                and run_here()
+            ):
+                top_up()  # a worker may have started meanwhile
+                continue
+            if not pending:
+                return
             c, fut = pending[0]
             try:
                 outs, seconds = fut.result()
@@ -579,6 +650,10 @@ class _Pool:
             pending.popleft()
             self._done(fut)
             held -= len(c)
+            if fut in mine:
+                mine.discard(fut)
+            else:
+                sent -= len(c)
             cost = _item_cost(cost, seconds / len(c))
             fit = int(self.task_seconds / cost) if cost > 0 else plan.chunk
             cap = self._capacity()
@@ -839,14 +914,19 @@ class _ProcessPool(_Pool):
     def __init__(self, stage: Any, n: int) -> None:
         super().__init__(stage, n)
         self._pool = self._new()
+        self._warm = self._pool.submit(os.getpid)  # done once a worker has started
         self._ring: _FrameRing | None = None
         self._window = 1  # the most items held (the plan's): a ring has up to one slot each
         self._no_ring_from = sys.maxsize  # arrays this large found no shared memory
         self._slots: dict[Future[_Done], tuple[str, list[int]]] = {}
 
     def run(self, jobs: Iterator[_Job], plan: Plan) -> Iterator[tuple[str, Outcome]]:
-        self._window = plan.window
+        # a slot for each item the workers can hold (not those the caller runs)
+        self._window = min(plan.window, self.tasks_per_worker * self._n * plan.chunk)
         yield from super().run(jobs, plan)
+
+    def _ready(self) -> bool:
+        return self._warm.done()
 
     def close(self) -> None:
         try:
@@ -1003,6 +1083,7 @@ class _ProcessPool(_Pool):
     def _restart(self) -> None:
         self._pool.shutdown(wait=True, cancel_futures=True)
         self._pool = self._new()
+        self._warm = self._pool.submit(os.getpid)
 
 
 def _finished(fut: Future[Any]) -> bool:

@@ -482,6 +482,10 @@ def main() -> int:
         f"process x{cores}, chunks of 16 (infer)": Plan(
             "process", cores, 16, 16 * 2 * cores, "bench", infer=True
         ),
+        f"process x{cores}, chunks of 64 (infer)": Plan.of("process", cores, infer=True),
+        f"process x{max(1, cores - 1)} and the caller, chunks of 64 (infer)": Plan.of(
+            "process", max(1, cores - 1), infer=True, caller=True
+        ),
     }
     if not det.replicable:  # one session only (Arm NN): no plan can infer in workers
         for plans in (files_plans, frame_plans):

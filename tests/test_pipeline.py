@@ -147,6 +147,50 @@ def test_a_worker_that_dies_is_an_error_on_its_item_only() -> None:
             assert isinstance(out, np.ndarray) and np.array_equal(out, PREP(item))
 
 
+class WhoRuns:
+    """A picklable stage that says which process ran each item: ``[pid, item]``. Until a
+    worker has run an item (it leaves ``flag``), the caller takes 10 ms an item, so that a
+    worker starting slowly (a loaded machine) still gets items; then both run at full speed."""
+
+    def __init__(self, flag: Path) -> None:
+        self.parent = os.getpid()
+        self.flag = str(flag)
+
+    def __call__(self, item: Any) -> np.ndarray:
+        if os.getpid() != self.parent:
+            Path(self.flag).touch()
+        elif not os.path.exists(self.flag):
+            time.sleep(0.01)
+        return np.array([os.getpid(), item], np.int64)
+
+
+def test_the_caller_runs_chunks_beside_its_workers_in_order_each_once(tmp_path: Path) -> None:
+    """Plan.caller: the caller runs chunks itself while the workers' results are not back,
+    and the results still come in input order, each item once, within the window; the
+    caller ran some and a worker others (the stage reports its process)."""
+    n = 6000
+    pulled = 0
+
+    def numbers() -> Any:
+        nonlocal pulled
+        for k in range(n):
+            pulled += 1
+            yield k
+
+    plan = Plan("process", 1, 8, 64, "test", infer=True, caller=True)
+    s = pipeline_module.Stream(plan, pipeline_module._jobs(numbers()))
+    got: list[np.ndarray] = []
+    worst = 0
+    for label, out in pipeline_module.run(WhoRuns(tmp_path / "worker-ran"), s):
+        assert label == "<int>" and isinstance(out, np.ndarray), out
+        got.append(out)
+        worst = max(worst, pulled - len(got))
+    assert [int(o[1]) for o in got] == list(range(n))
+    pids = {int(o[0]) for o in got}
+    assert os.getpid() in pids and len(pids) == 2, pids
+    assert worst <= plan.window, (worst, plan.window)
+
+
 class Slow:
     """The Preparer, 20 ms slower per item (time to kill a worker in the middle)."""
 
@@ -188,21 +232,27 @@ def test_a_killed_worker_neither_hangs_nor_loses_items() -> None:
 
 CHILD = textwrap.dedent(
     """
-    import sys, time, numpy as np
-    from armvww.pipeline import Plan, prepared
+    import faulthandler, signal, sys, time, numpy as np
+    faulthandler.register(signal.SIGUSR1, all_threads=True)  # the test's hang report
+    from armvww.pipeline import Plan, Stream, _jobs, run
     sys.path.insert(0, sys.argv[1])
     from tests.test_pipeline import Slow
+    caller = sys.argv[2] == "caller"
+    plan = Plan.of("process", workers=2 - caller, chunk=1, infer=caller, caller=caller)
     frames = (np.full((96, 96), k % 256, np.uint8) for k in range(10**9))
-    for k, _ in enumerate(prepared(Slow(), frames, Plan.of("process", workers=2, chunk=1))):
-        if k == 3:
+    for k, _ in enumerate(run(Slow(), Stream(plan, _jobs(frames)))):
+        if k == 3 + 100 * caller:  # the caller's plan: past its worker's start
             print("running", flush=True)
     """
 )
 
 
-def test_ctrl_c_stops_the_pipeline_and_leaves_no_worker() -> None:
+@pytest.mark.parametrize("plan", ["workers", "caller"])
+def test_ctrl_c_stops_the_pipeline_and_leaves_no_worker(plan: str) -> None:
+    """Ctrl-C stops two worker processes; or one, with the caller running chunks too (the
+    interrupt may land in the caller's own chunk)."""
     proc = subprocess.Popen(
-        [sys.executable, "-c", CHILD, str(REPO)],
+        [sys.executable, "-c", CHILD, str(REPO), plan],
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         text=True,
@@ -211,9 +261,20 @@ def test_ctrl_c_stops_the_pipeline_and_leaves_no_worker() -> None:
         assert proc.stdout is not None
         assert proc.stdout.readline().strip() == "running"
         workers = _children(proc.pid)
-        assert len(_workers(proc.pid)) == 2, workers  # plus multiprocessing's resource tracker
+        want = 1 if plan == "caller" else 2
+        assert len(_workers(proc.pid)) == want, workers  # plus multiprocessing's resource tracker
         proc.send_signal(signal.SIGINT)
-        _, err = proc.communicate(timeout=60)
+        try:
+            _, err = proc.communicate(timeout=60)
+        except subprocess.TimeoutExpired:  # a hang: fail with every thread's stack
+            proc.send_signal(signal.SIGUSR1)
+            time.sleep(2)
+            proc.kill()
+            _, err = proc.communicate()
+            for pid in workers:
+                if Path(f"/proc/{pid}").exists():
+                    os.kill(pid, signal.SIGKILL)
+            pytest.fail(f"Ctrl-C did not stop the pipeline within 60 s; its threads:\n{err}")
     finally:
         if proc.poll() is None:
             proc.kill()
@@ -425,12 +486,22 @@ def test_plan_validation_and_choice() -> None:
     assert choose_plan(False, None, cores=2, inference_holds_gil=True).kind == "process"
     with pytest.raises(InputError):
         Plan("none", infer=True)
+    with pytest.raises(InputError):  # the caller runs chunks only beside processes that infer
+        Plan("thread", 2, infer=True, caller=True)
+    with pytest.raises(InputError):
+        Plan("process", 1, caller=True)
+    with pytest.raises(InputError):
+        Plan("process", 1, infer=True, caller=1)  # type: ignore[arg-type]
+    caller = Plan.of("process", 3, chunk=16, infer=True, caller=True)
+    # the caller's chunks are held beside the workers' (their results wait their turn)
+    assert caller.window == (pipeline_module.PROCESS_TASKS * 3 + pipeline_module.CALLER_TASKS) * 16
+    assert "the caller runs chunks too" in caller.describe()
     with pytest.raises(InputError):  # prepared() is preparation only: the caller infers
         list(prepared(PREP, [], Plan.of("thread", infer=True)))
     # a backend whose sessions replicate (LiteRT): its workers infer too; never on one core,
     # never for a backend that runs one session, never for a handful of files
     files = choose_plan(True, None, cores=2, replicable=True)
-    assert (files.kind, files.workers, files.infer) == ("process", 2, True)
+    assert (files.kind, files.workers, files.infer, files.caller) == ("process", 2, True, False)
     frames = choose_plan(False, None, cores=2, replicable=True)
     assert (frames.kind, frames.workers, frames.infer) == ("thread", 2, True)
     assert not choose_plan(True, None, cores=2).infer
@@ -444,7 +515,7 @@ def test_plan_validation_and_choice() -> None:
     # are all there) goes to processes that infer; the same frames from an iterator (a
     # camera: count unknown), or too few of them, run with no workers
     batch = choose_plan(False, 4800, cores=2, replicable=True, frame_pixels=96 * 96)
-    assert (batch.kind, batch.workers, batch.infer) == ("process", 2, True)
+    assert (batch.kind, batch.workers, batch.infer, batch.caller) == ("process", 1, True, True)
     assert choose_plan(False, None, cores=2, replicable=True, frame_pixels=96 * 96).kind == "none"
     assert choose_plan(False, 999, cores=2, replicable=True, frame_pixels=96 * 96).kind == "none"
     # 1,000 frames of 96x96 took 1.9x as long through processes as sequentially (their start)
@@ -519,6 +590,7 @@ def test_worker_processes_keep_freed_image_memory() -> None:
 #: Plans whose workers infer too, each in its own LiteRT session.
 INFER_PLANS = {
     "process-infer": Plan("process", 2, 3, 12, "test", infer=True),
+    "process-caller": Plan("process", 1, 3, 24, "test", infer=True, caller=True),
     "thread-infer": Plan("thread", 2, 1, 4, "test", infer=True),
 }
 
