@@ -8,7 +8,7 @@ from __future__ import annotations
 import logging
 import math
 import threading
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -345,7 +345,9 @@ class Detector:
                     f"{self.backend} ({self.runtime}) runs one session only: a pipeline plan "
                     "cannot infer in its workers (use infer=False)"
                 )
-            replica = _Replica(self.model.data, self.backend, options, self._prep, self.runtime)
+            replica = _Replica(
+                self.model.data, self.backend, options, self._prep, self.runtime, self.run
+            )
             for label, out in pipeline.run(replica, s):
                 if isinstance(out, ArmvwwError):
                     yield self._failed(label, out)
@@ -419,7 +421,13 @@ class _Replica:
     """
 
     def __init__(
-        self, data: bytes, backend: str, options: BackendOptions, prep: Preparer, runtime: str
+        self,
+        data: bytes,
+        backend: str,
+        options: BackendOptions,
+        prep: Preparer,
+        runtime: str,
+        here: Callable[[np.ndarray], np.ndarray] | None = None,
     ) -> None:
         self._data = data
         self._backend = backend
@@ -427,10 +435,15 @@ class _Replica:
         self._prep = prep
         self._runtime = runtime
         self._local = threading.local()
+        # the Detector's own inference, for the thread that made this replica (a caller that
+        # runs chunks too: :attr:`armvww.pipeline.Plan.caller`), instead of a second session
+        self._here = here
+        self._here_thread = threading.get_ident()
 
     def __getstate__(self) -> dict[str, Any]:
         state = dict(self.__dict__)
         del state["_local"]  # sessions are per worker: never pickled
+        state["_here"] = None  # the Detector stays in its process
         return state
 
     def __setstate__(self, state: dict[str, Any]) -> None:
@@ -466,8 +479,19 @@ class _Replica:
         return self._prep(image)
 
     def infer(self, q: np.ndarray) -> np.ndarray:
-        """This worker's own session on one prepared tensor: the raw int8 output."""
+        """This worker's own session on one prepared tensor: the raw int8 output (in the
+        thread that made the replica with ``here``: the Detector's own session)."""
+        if self._here is not None and threading.get_ident() == self._here_thread:
+            return self._here(q).reshape(-1)
         return np.array(self._session().run(q), dtype=np.int8, copy=True).reshape(-1)
+
+    def warm(self) -> None:
+        """Open this worker's session now (a worker process's start), not at its first
+        item; an error is kept and becomes each item's result."""
+        try:
+            self._session()
+        except ArmvwwError as exc:
+            log.debug("pipeline worker: no session: %s", exc)
 
     def __call__(self, image: images.ImageInput) -> np.ndarray:
         return self.infer(self.prepare(image))

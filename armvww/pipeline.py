@@ -53,6 +53,7 @@ Guarantees, whichever plan runs:
 
 from __future__ import annotations
 
+import atexit
 import itertools
 import logging
 import math
@@ -226,14 +227,14 @@ MIN_ITEMS_FOR_PROCESSES = 1000
 #: paid back. Measured here (LiteRT, vww2, 2 cores, whole runs with the start): processes
 #: break even at about 3,500 frames of 96x96 (0.7 s sequential; 1,000 frames took 1.9x as
 #: long as sequential, 8,000 frames 0.76x) and 2,000 of 240x240 (0.8 s).
-BATCH_SECONDS = 0.8
+BATCH_SECONDS = 0.3
 #: A frame's sequential cost (prepare + infer), estimated from its pixels as
 #: ``FRAME_SECONDS + pixels * PIXEL_SECONDS``: the pipeline bench's stage costs here (184 µs
 #: at 96x96, 466 at 320x240, 1,162 at 640x480; Pillow's resize grows with the pixels).
 FRAME_SECONDS = 154e-6
 PIXEL_SECONDS = 3.3e-9
 #: Most items per task sent to a worker process (the size adapts below it).
-PROCESS_CHUNK = 64
+PROCESS_CHUNK = 128
 #: Chunks of :data:`PROCESS_CHUNK` items the caller may hold beside the workers' when it
 #: runs chunks too (:attr:`Plan.caller`): results it made wait there for the workers'
 #: earlier ones, in input order.
@@ -264,9 +265,6 @@ SLOT_ALIGN = 64
 STOP_SECONDS = 5.0
 #: Frames (height x width) below this are run without workers (see :func:`choose_plan`).
 SMALL_FRAME_PIXELS = 320 * 240
-#: A batch of frames (a list or tuple) up to this size goes to worker processes that infer
-#: (their frames through shared memory); larger ones to threads (see :func:`choose_plan`).
-BATCH_FRAME_PIXELS = 320 * 240
 #: Most frames per task for worker threads that infer (cheap frames only; see above).
 FRAME_CHUNK = 8
 #: The same for worker threads: a task costs little there (a queue hand-off), but a frame
@@ -336,7 +334,7 @@ def choose_plan(
         and frame_pixels is not None
         and count >= min_batch_frames(frame_pixels)
     )
-    if batch and replicable and frame_pixels is not None and frame_pixels <= BATCH_FRAME_PIXELS:
+    if batch and replicable:
         return Plan.of(
             "process",
             n - 1,
@@ -358,12 +356,11 @@ def choose_plan(
 
 
 def min_batch_frames(pixels: int) -> int:
-    """The fewest frames of ``pixels`` (height x width) that a batch needs for worker
-    processes: at least :data:`MIN_ITEMS_FOR_PROCESSES`, and enough for
-    :data:`BATCH_SECONDS` of sequential work at the estimated cost of a frame (96x96: 4,339;
-    320x240: 1,964)."""
+    """The fewest frames of ``pixels`` (height x width) that a batch needs for a worker
+    process: enough for :data:`BATCH_SECONDS` of sequential work at the estimated cost of a
+    frame (96x96: 1,631; 320x240: 737; 640x480: 257)."""
     cost = FRAME_SECONDS + max(0, pixels) * PIXEL_SECONDS
-    return max(MIN_ITEMS_FOR_PROCESSES, math.ceil(BATCH_SECONDS / cost))
+    return math.ceil(BATCH_SECONDS / cost)
 
 
 # -- the stream ------------------------------------------------------------------------------
@@ -445,6 +442,8 @@ class Stream:
 
     plan: Plan
     jobs: Iterator[_Job]
+    #: How many items the input holds, when it says (a list or tuple), else None.
+    count: int | None = None
 
 
 def stream(
@@ -467,11 +466,11 @@ def stream(
         InputError: ``plan`` is not a Plan, ``"auto"`` or a kind.
     """
     jobs = _jobs(items)
-    if isinstance(plan, Plan):
-        return Stream(plan, jobs)
     known = len(items) if isinstance(items, (list, tuple)) else None
+    if isinstance(plan, Plan):
+        return Stream(plan, jobs, known)
     resolved, jobs = _auto(plan, jobs, inference_holds_gil, replicable, known, on_gpu)
-    return Stream(resolved, jobs)
+    return Stream(resolved, jobs, known)
 
 
 def run(stage: Callable[[Any], np.ndarray], s: Stream) -> Iterator[tuple[str, Outcome]]:
@@ -492,7 +491,7 @@ def run(stage: Callable[[Any], np.ndarray], s: Stream) -> Iterator[tuple[str, Ou
     else:
         pool_type = _ThreadPool if plan.kind == "thread" else _ProcessPool
         with pool_type(stage, plan.workers) as pool:
-            yield from pool.run(jobs, plan)
+            yield from pool.run(jobs, plan, s.count)
 
 
 def prepared(
@@ -584,23 +583,32 @@ class _Pool:
         """The workers can take tasks (worker processes: one has started)."""
         return True
 
-    def run(self, jobs: Iterator[_Job], plan: Plan) -> Iterator[tuple[str, Outcome]]:
+    def run(
+        self, jobs: Iterator[_Job], plan: Plan, count: int | None = None
+    ) -> Iterator[tuple[str, Outcome]]:
+        """Yield ``(label, outcome)`` for every job, in order. ``count``: how many jobs there
+        are, when known: a caller that runs chunks too (:attr:`Plan.caller`) then keeps
+        the last items for itself once the workers hold as many as remain, so that it does
+        not wait, idle, for their last tasks."""
         pending: _Pending = deque()
         mine: set[Future[_Done]] = set()  # the chunks the caller ran (Plan.caller)
         size = min(plan.chunk, self.first)
         cost = 0.0  # the estimate of an item's seconds (0: nothing measured yet)
         held = 0  # items taken from the input and not yet handed back
         sent = 0  # of those, the items given to the workers
+        taken = 0  # items taken from the input so far
         ended = False
 
         def top_up() -> None:
-            nonlocal held, sent, ended
+            nonlocal held, sent, taken, ended
             if plan.caller and not self._ready():
                 return  # the caller runs every chunk until a worker has started
             quota = self.tasks_per_worker * self._n * size
             while not ended and (
                 not pending or (sent + size <= quota and held + size <= plan.window)
             ):
+                if plan.caller and count is not None and count - taken <= sent:
+                    return  # the end game: the caller runs the rest meanwhile
                 c = list(itertools.islice(jobs, size))
                 if not c:
                     ended = True
@@ -608,18 +616,20 @@ class _Pool:
                 pending.append((c, self._submit([j[2] for j in c])))
                 held += len(c)
                 sent += len(c)
+                taken += len(c)
 
         def run_here() -> bool:
             """The caller runs the next chunk itself (:attr:`Plan.caller`); False when the
             window is full or the input has ended."""
-            nonlocal held, ended, cost
-            n = max(1, min(plan.chunk, int(CALLER_TASK_SECONDS / cost))) if cost else self.first
+            nonlocal held, taken, ended, cost
+            n = size
             if pending and held + n > plan.window:
                 return False
             c = list(itertools.islice(jobs, n))
             if not c:
                 ended = True
                 return False
+            taken += len(c)
             outs, seconds = _run_items(self._stage, [j[2] for j in c])
             done: Future[_Done] = Future()
             done.set_result((outs, seconds))
@@ -696,14 +706,35 @@ class _ThreadPool(_Pool):
 _STAGE: Callable[[Any], np.ndarray] | None = None
 
 
-def _worker_init(stage: Callable[[Any], np.ndarray]) -> None:
-    """In each worker process: keep the stage, ignore SIGINT (a Ctrl-C reaches the whole
-    process group; the parent decides and stops the workers), and let malloc reuse freed
-    image-sized blocks (:func:`armvww.machine.keep_freed_memory`)."""
+def _worker_init(stage: Any) -> None:
+    """In each worker process: keep the stage (or read it from its shared-memory segment:
+    :class:`_StageSegment`), ignore SIGINT (a Ctrl-C reaches the whole process group; the
+    parent decides and stops the workers), and let malloc reuse freed image-sized blocks
+    (:func:`armvww.machine.keep_freed_memory`)."""
     global _STAGE
+    if isinstance(stage, _StageSegment):
+        stage = stage.load()
     _STAGE = stage
+    warm = getattr(stage, "warm", None)
+    if callable(warm):  # e.g. open the worker's inference session before its first task
+        warm()
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     machine.keep_freed_memory()
+    atexit.register(_exit_quickly)
+
+
+def _exit_quickly() -> None:
+    """A worker process's last exit handler (registered last, so run first): flush the
+    standard streams and end, skipping the interpreter's teardown. A worker holds nothing
+    else to flush or release (results go back synchronously; the caller unlinks the shared
+    memory), and the teardown (unloading numpy, Pillow, the inference runtime) took 30-60 ms
+    a worker here, measured, which a pool's close waited for: 5 ms without it."""
+    for f in (sys.stdout, sys.stderr):
+        try:
+            f.flush()
+        except (OSError, ValueError, AttributeError):
+            pass
+    os._exit(0)
 
 
 def _run_chunk(items: list[Any], in_ring: _InRing | None = None) -> _Done:
@@ -871,6 +902,65 @@ class _FrameRing:
             pass
 
 
+@dataclass(frozen=True)
+class _StageSegment:
+    """A worker's stage, pickled into a shared-memory segment that the worker reads at its
+    start. A stage that carries a model (the Detector's replica: 280-490 KB) would
+    otherwise travel in the process's start-up data, whose write blocks the caller until
+    the new interpreter has imported what unpickling it needs (0.17 s a worker here, measured;
+    the pipe holds 64 KB). Made by :meth:`share`; the caller unlinks the segment when the
+    pool closes (:meth:`unlink`)."""
+
+    name: str
+    size: int
+
+    #: Stages pickled to fewer bytes than this travel in the start-up data as they are.
+    MIN_BYTES = 16 * 1024
+
+    @classmethod
+    def share(cls, stage: Any) -> _StageSegment | None:
+        """``stage`` in a new segment, or None (small, or no shared memory here)."""
+        blob = pickle.dumps(stage, protocol=pickle.HIGHEST_PROTOCOL)
+        if len(blob) < cls.MIN_BYTES:
+            return None
+        name = f"armvww-{os.getpid()}-stage-{uuid.uuid4().hex[:12]}"
+        try:
+            shm = shared_memory.SharedMemory(name=name, create=True, size=len(blob))
+        except OSError as exc:
+            log.debug("pipeline: no shared memory for the stage (%s): it is pickled", exc)
+            return None
+        try:
+            buf = shm.buf
+            assert buf is not None
+            buf[: len(blob)] = blob
+            del buf
+        finally:
+            shm.close()
+        return cls(name, len(blob))
+
+    def load(self) -> Any:
+        """In a worker: the stage (the segment stays registered with the resource tracker
+        the caller shares; the caller unlinks it)."""
+        shm = shared_memory.SharedMemory(name=self.name)
+        try:
+            buf = shm.buf
+            assert buf is not None
+            blob = bytes(buf[: self.size])
+            del buf
+        finally:
+            shm.close()
+        return pickle.loads(blob)  # noqa: S301 (the caller's own bytes)
+
+    def unlink(self) -> None:
+        """Remove the segment (workers that started have read it)."""
+        try:
+            shm = shared_memory.SharedMemory(name=self.name)
+        except FileNotFoundError:
+            return
+        shm.close()
+        shm.unlink()
+
+
 _MAIN_LOCK = threading.Lock()
 
 
@@ -913,6 +1003,7 @@ class _ProcessPool(_Pool):
 
     def __init__(self, stage: Any, n: int) -> None:
         super().__init__(stage, n)
+        self._shared_stage = _StageSegment.share(stage)
         self._pool = self._new()
         self._warm = self._pool.submit(os.getpid)  # done once a worker has started
         self._ring: _FrameRing | None = None
@@ -920,29 +1011,43 @@ class _ProcessPool(_Pool):
         self._no_ring_from = sys.maxsize  # arrays this large found no shared memory
         self._slots: dict[Future[_Done], tuple[str, list[int]]] = {}
 
-    def run(self, jobs: Iterator[_Job], plan: Plan) -> Iterator[tuple[str, Outcome]]:
+    def run(
+        self, jobs: Iterator[_Job], plan: Plan, count: int | None = None
+    ) -> Iterator[tuple[str, Outcome]]:
         # a slot for each item the workers can hold (not those the caller runs)
         self._window = min(plan.window, self.tasks_per_worker * self._n * plan.chunk)
-        yield from super().run(jobs, plan)
+        yield from super().run(jobs, plan, count)
 
     def _ready(self) -> bool:
         return self._warm.done()
 
     def close(self) -> None:
+        if not self._warm.done():
+            # no worker has started yet (a short run that the caller finished alone): stop
+            # them now rather than wait out their start (0.2-0.4 s) only to tell them to exit
+            self._stop_now(started=False)
+            return
         try:
             super().close()
         finally:
             self._close_ring()
 
     def _close_ring(self) -> None:
+        """Unlink the frames' ring and the stage's segment (no worker reads them now)."""
         if self._ring is not None:
             self._ring.close()
             self._ring = None
         self._slots.clear()
+        if self._shared_stage is not None:
+            self._shared_stage.unlink()
+            self._shared_stage = None
 
     def _new(self) -> ProcessPoolExecutor:
         return ProcessPoolExecutor(
-            self._n, mp_context=_CONTEXT, initializer=_worker_init, initargs=(self._stage,)
+            self._n,
+            mp_context=_CONTEXT,
+            initializer=_worker_init,
+            initargs=(self._shared_stage or self._stage,),
         )
 
     def __exit__(self, *exc: object) -> None:
@@ -951,11 +1056,13 @@ class _ProcessPool(_Pool):
         else:
             self.close()
 
-    def _stop_now(self) -> None:
+    def _stop_now(self, started: bool = True) -> None:
         """On Ctrl-C: cancel what has not started, then stop the workers, each within a
         bounded time: told to stop (the executor's shutdown, in a helper thread so that a
         shutdown stuck on the executor's own locks cannot hang the caller), then terminated
-        (SIGTERM: workers ignore only SIGINT), then killed, and joined."""
+        (SIGTERM: workers ignore only SIGINT), then killed, and joined. Workers that have
+        not ``started`` (none has taken a task) are terminated first: they have nothing to
+        finish."""
         procs = list((getattr(self._pool, "_processes", None) or {}).values())
         stopper = threading.Thread(
             target=self._pool.shutdown,
@@ -963,8 +1070,9 @@ class _ProcessPool(_Pool):
             name="armvww-pipeline-stop",
             daemon=True,
         )
-        stopper.start()
-        stopper.join(STOP_SECONDS)
+        if started:
+            stopper.start()
+            stopper.join(STOP_SECONDS)
         for p in procs:
             if p.is_alive():
                 p.terminate()
@@ -973,6 +1081,8 @@ class _ProcessPool(_Pool):
             if p.is_alive():
                 p.kill()
                 p.join(STOP_SECONDS)
+        if not started:
+            stopper.start()
         stopper.join(STOP_SECONDS)
         if stopper.is_alive():
             log.warning("the pipeline's process pool did not shut down; its workers are stopped")
