@@ -24,10 +24,15 @@ How the workers run is a :class:`Plan`:
   caller's ``__main__`` is never re-imported), fed chunks of items; no GIL is shared, at the
   cost of pickling every item and result, except arrays (frames), which are copied into a
   ring of shared-memory slots (:class:`_FrameRing`) and read there by the workers. The
-  stage is sent once, when a worker starts, and
+  stage is sent once, when a worker starts (a large one, such as the Detector's replica
+  with its model, through a shared-memory segment: :class:`_StageSegment`), and
   the chunk size adapts to the measured cost of an item (a task of about
   :data:`TASK_SECONDS`, at most ``Plan.chunk`` items): cheap photos go 40-64 at a time,
-  large ones one or two.
+  large ones one or two. With :attr:`Plan.caller` (worker processes that infer), the
+  caller runs chunks too whenever the workers' next result is not back: one worker fewer
+  than cores, the caller's core never idle, its own chunks never copied, and it starts
+  at once, while the worker starts; it keeps the last items of a batch of known length
+  for itself rather than wait for the workers' last tasks.
 
 :func:`choose_plan` picks one from the usable cores and the input kind (see its rule, which
 comes from ``benchmarks/run_benchmarks.py``); every choice is overridable.
@@ -222,11 +227,12 @@ class Plan:
 
 #: Below this many known items, starting worker processes costs more than it saves.
 MIN_ITEMS_FOR_PROCESSES = 1000
-#: A batch of frames goes to worker processes only when detecting it sequentially would take
-#: at least this long (:func:`min_batch_frames`): starting them (0.3-0.4 s here) is then
-#: paid back. Measured here (LiteRT, vww2, 2 cores, whole runs with the start): processes
-#: break even at about 3,500 frames of 96x96 (0.7 s sequential; 1,000 frames took 1.9x as
-#: long as sequential, 8,000 frames 0.76x) and 2,000 of 240x240 (0.8 s).
+#: A batch of frames goes to a worker process (beside the caller: :attr:`Plan.caller`) only
+#: when detecting it sequentially would take at least this long (:func:`min_batch_frames`).
+#: The caller works while the worker starts (0.2-0.3 s here), so a short batch costs only
+#: the worker's spawn and stop (5-7 ms). Measured here (LiteRT, vww2, 2 cores, whole runs
+#: with the start, against sequential): 96x96 frames 1.03x at 500, 1.05x at 1,000, 0.92x at
+#: 2,000, 0.73x at 4,000; 320x240: 1.13x at 400, 1.0x at 800; 640x480: 0.9x at 400.
 BATCH_SECONDS = 0.3
 #: A frame's sequential cost (prepare + infer), estimated from its pixels as
 #: ``FRAME_SECONDS + pixels * PIXEL_SECONDS``: the pipeline bench's stage costs here (184 µs
@@ -296,13 +302,16 @@ def choose_plan(
       inferring it) and the caller only collects (photos: 1.9x sequential); fewer than
       :data:`MIN_ITEMS_FOR_PROCESSES` files: one thread (starting two worker interpreters
       costs 0.3-4 s here, depending on the load, against about 0.25 ms saved per item);
-    * a batch of frames (a list or tuple of arrays or PIL images, all there already) of up
-      to :data:`BATCH_FRAME_PIXELS`, long enough to pay for starting processes
-      (:func:`min_batch_frames`: 4,339 frames of 96x96, 1,964 of 320x240) on a
-      ``replicable`` backend: worker processes that infer, arrays sent through shared
-      memory (distinct 96x96 frames: 1.55-1.87x sequential; 320x240: 1.69-1.74x, where
-      two threads reach 1.34-1.39x; at 640x480 threads are as fast or faster: 1.66-1.70x
-      against 1.09-1.66x); a shorter batch is planned as a stream of such frames;
+    * a batch of frames (a list or tuple of arrays or PIL images, all there already) long
+      enough to pay for starting a worker process (:func:`min_batch_frames`: 1,627 frames
+      of 96x96, 737 of 320x240, 257 of 640x480) on a ``replicable`` backend: one worker
+      process fewer than cores, inferring, and the caller running chunks too
+      (:attr:`Plan.caller`), arrays sent to the workers through shared memory (96x96:
+      1.87-1.95x sequential, where two worker processes reach 1.77-1.90x; 320x240:
+      1.84-2.0x against 1.71-1.81x; 640x480: 1.75-1.86x, where two threads reach
+      1.69-1.74x); a shorter batch is planned as a stream of such frames. Files keep
+      workers only: their decoders run on untrusted bytes, and a crash there is contained
+      in a worker (see the module docs), not in the caller;
     * frames under :data:`SMALL_FRAME_PIXELS` in a stream (an iterator: a camera's frames,
       whose next frame may not exist yet), or on a backend that is not ``replicable``:
       no workers,

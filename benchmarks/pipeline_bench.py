@@ -453,6 +453,7 @@ def main() -> int:
     least = max(1, round(STAGE_ITEMS * min(1.0, args.scale)))  # stage-cost items per round
 
     cores = machine.usable_cores()
+    chunk = pipeline.PROCESS_CHUNK  # the plans' default chunk, in their labels
     # "auto" is what users get and what the targets judge; the others are there to show
     # whether another plan would do better here (then "auto" should pick it).
     # "(caller infers)": the workers prepare, this process infers; "(infer)": each worker
@@ -482,8 +483,8 @@ def main() -> int:
         f"process x{cores}, chunks of 16 (infer)": Plan(
             "process", cores, 16, 16 * 2 * cores, "bench", infer=True
         ),
-        f"process x{cores}, chunks of 64 (infer)": Plan.of("process", cores, infer=True),
-        f"process x{max(1, cores - 1)} and the caller, chunks of 64 (infer)": Plan.of(
+        f"process x{cores}, chunks of {chunk} (infer)": Plan.of("process", cores, infer=True),
+        f"process x{max(1, cores - 1)} and the caller, chunks of {chunk} (infer)": Plan.of(
             "process", max(1, cores - 1), infer=True, caller=True
         ),
     }
