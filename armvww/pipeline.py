@@ -153,9 +153,10 @@ class Plan:
         reason: why this plan (for logs and reports).
         infer: each worker also runs inference, in a session of its own (only for a
             backend whose sessions can be replicated; see the module docs).
-        caller: the caller runs chunks too, in a session of its own, whenever the next
-            result is not back yet (worker processes that infer only): its core works
-            instead of waiting, and the items it runs cost no copy, pickling or hand-off.
+        caller: the caller runs chunks too, of the workers' size, whenever the next result
+            is not back yet (worker processes that infer only; the Detector's replica infers
+            there on the Detector's own session): its core works instead of waiting, and
+            the items it runs cost no copy, pickling or hand-off.
     """
 
     kind: Kind = "none"
@@ -245,9 +246,6 @@ PROCESS_CHUNK = 128
 #: runs chunks too (:attr:`Plan.caller`): results it made wait there for the workers'
 #: earlier ones, in input order.
 CALLER_TASKS = 8
-#: The aim for one chunk the caller runs itself, seconds: short, so that it takes the
-#: workers' results and hands them new tasks often.
-CALLER_TASK_SECONDS = 0.004
 #: Tasks held per worker process: a task's round trip (pickling, two pipe hops, waking the
 #: worker) costs more than a thread's, and items of very different costs (small and large
 #: photos) must not leave a worker waiting for the caller to take a slow task's results.
@@ -367,7 +365,7 @@ def choose_plan(
 def min_batch_frames(pixels: int) -> int:
     """The fewest frames of ``pixels`` (height x width) that a batch needs for a worker
     process: enough for :data:`BATCH_SECONDS` of sequential work at the estimated cost of a
-    frame (96x96: 1,631; 320x240: 737; 640x480: 257)."""
+    frame (96x96: 1,627; 320x240: 737; 640x480: 257)."""
     cost = FRAME_SECONDS + max(0, pixels) * PIXEL_SECONDS
     return math.ceil(BATCH_SECONDS / cost)
 
