@@ -59,6 +59,7 @@ Guarantees, whichever plan runs:
 from __future__ import annotations
 
 import atexit
+import contextlib
 import itertools
 import logging
 import math
@@ -76,7 +77,7 @@ from collections.abc import Callable, Iterator
 from concurrent.futures import Future, ProcessPoolExecutor, ThreadPoolExecutor
 from concurrent.futures.process import BrokenProcessPool
 from dataclasses import dataclass
-from multiprocessing import shared_memory
+from multiprocessing import resource_tracker, shared_memory
 from typing import Any, Literal
 
 import numpy as np
@@ -702,7 +703,9 @@ class _ThreadPool(_Pool):
 
     def __init__(self, stage: Any, n: int) -> None:
         super().__init__(stage, n)
-        self._pool = ThreadPoolExecutor(n, thread_name_prefix="armvww-pipeline")
+        self._pool = ThreadPoolExecutor(
+            n, thread_name_prefix="armvww-pipeline", initializer=_block_sigint
+        )
 
     def _submit(self, items: list[Any]) -> Future[_Done]:
         return self._pool.submit(_run_items, self._stage, items)
@@ -964,6 +967,37 @@ class _StageSegment:
         shm.unlink()
 
 
+def _block_sigint() -> None:
+    """In a helper thread of the pipeline: never take delivery of SIGINT (see
+    :func:`_sigint_blocked`)."""
+    if hasattr(signal, "pthread_sigmask"):
+        signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGINT})
+
+
+@contextlib.contextmanager
+def _sigint_blocked() -> Iterator[None]:
+    """Block SIGINT in this thread while the executor starts its helper threads (its
+    manager thread, its call queue's feeder thread), which inherit the mask: a Ctrl-C then
+    always reaches the main thread. CPython (3.11 measured, as late as 3.12) only marks a
+    signal for the main thread's attention when the signal lands on the main thread; one
+    that the kernel hands to a helper thread may wait, unhandled, while the main thread
+    sleeps on a result (seen twice in CI: Ctrl-C ignored for over 60 s, the main thread
+    waiting on a chunk's result, the workers busy). Restores the mask after.
+
+    multiprocessing's resource tracker is started first: starting it *unblocks* SIGINT in
+    the calling thread (``resource_tracker.ensure_running``), which would undo the block
+    for the threads started after it."""
+    if not hasattr(signal, "pthread_sigmask"):
+        yield
+        return
+    resource_tracker.ensure_running()
+    old = signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGINT})
+    try:
+        yield
+    finally:
+        signal.pthread_sigmask(signal.SIG_SETMASK, old)
+
+
 _MAIN_LOCK = threading.Lock()
 
 
@@ -1007,8 +1041,7 @@ class _ProcessPool(_Pool):
     def __init__(self, stage: Any, n: int) -> None:
         super().__init__(stage, n)
         self._shared_stage = _StageSegment.share(stage)
-        self._pool = self._new()
-        self._warm = self._pool.submit(os.getpid)  # done once a worker has started
+        self._pool, self._warm = self._start()
         self._ring: _FrameRing | None = None
         self._window = 1  # the most items held (the plan's): a ring has up to one slot each
         self._no_ring_from = sys.maxsize  # arrays this large found no shared memory
@@ -1045,6 +1078,14 @@ class _ProcessPool(_Pool):
             self._shared_stage.unlink()
             self._shared_stage = None
 
+    def _start(self) -> tuple[ProcessPoolExecutor, Future[int]]:
+        """A new executor and its first task, which starts its workers and helper threads
+        (with SIGINT blocked: :func:`_sigint_blocked`) and is done once a worker has
+        started."""
+        with _sigint_blocked():
+            pool = self._new()
+            return pool, pool.submit(os.getpid)
+
     def _new(self) -> ProcessPoolExecutor:
         return ProcessPoolExecutor(
             self._n,
@@ -1074,7 +1115,8 @@ class _ProcessPool(_Pool):
             daemon=True,
         )
         if started:
-            stopper.start()
+            with _sigint_blocked():
+                stopper.start()
             stopper.join(STOP_SECONDS)
         for p in procs:
             if p.is_alive():
@@ -1085,7 +1127,8 @@ class _ProcessPool(_Pool):
                 p.kill()
                 p.join(STOP_SECONDS)
         if not started:
-            stopper.start()
+            with _sigint_blocked():
+                stopper.start()
         stopper.join(STOP_SECONDS)
         if stopper.is_alive():
             log.warning("the pipeline's process pool did not shut down; its workers are stopped")
@@ -1195,8 +1238,7 @@ class _ProcessPool(_Pool):
 
     def _restart(self) -> None:
         self._pool.shutdown(wait=True, cancel_futures=True)
-        self._pool = self._new()
-        self._warm = self._pool.submit(os.getpid)
+        self._pool, self._warm = self._start()
 
 
 def _finished(fut: Future[Any]) -> bool:

@@ -13,6 +13,7 @@ import signal
 import subprocess
 import sys
 import textwrap
+import threading
 import time
 from pathlib import Path
 from typing import Any
@@ -270,10 +271,10 @@ def test_ctrl_c_stops_the_pipeline_and_leaves_no_worker(plan: str) -> None:
             proc.send_signal(signal.SIGUSR1)
             time.sleep(2)
             proc.kill()
-            _, err = proc.communicate()
-            for pid in workers:
+            for pid in workers:  # they hold the child's stderr open: kill them first
                 if Path(f"/proc/{pid}").exists():
                     os.kill(pid, signal.SIGKILL)
+            _, err = proc.communicate(timeout=30)
             pytest.fail(f"Ctrl-C did not stop the pipeline within 60 s; its threads:\n{err}")
     finally:
         if proc.poll() is None:
@@ -559,6 +560,31 @@ def test_a_large_stage_travels_through_shared_memory() -> None:
     seg.unlink()
     assert _segments(os.getpid()) == {}
     seg.unlink()  # twice: nothing left to remove, no error
+
+
+def _sigint_blocked_in(native_id: int) -> bool:
+    status = Path(f"/proc/self/task/{native_id}/status").read_text()
+    blocked = int(next(ln for ln in status.splitlines() if ln.startswith("SigBlk:")).split()[1], 16)
+    return bool(blocked & (1 << (signal.SIGINT - 1)))
+
+
+@pytest.mark.skipif(not Path("/proc/self/task").is_dir(), reason="reads /proc/self/task")
+@pytest.mark.parametrize("kind", ["thread", "process"])
+def test_the_pipelines_helper_threads_never_take_a_ctrl_c(kind: str) -> None:
+    """Every thread a pool starts (the executor's manager and feeder threads, worker
+    threads) blocks SIGINT, so the kernel hands a Ctrl-C to the main thread, the only one
+    whose signal CPython acts on at once; the main thread's own mask is as it was."""
+    before = {t.ident for t in threading.enumerate()}
+    assert not _sigint_blocked_in(threading.main_thread().native_id or 0)
+    plan = Plan.of(kind, workers=2, chunk=2)  # type: ignore[arg-type]
+    gen = prepared(PREP, [np.full((60, 80), k, np.uint8) for k in range(40)], plan)
+    next(gen)  # the pool, its workers and its helper threads are up
+    helpers = [t for t in threading.enumerate() if t.ident not in before]
+    assert helpers, "the pool started no thread"
+    for t in helpers:
+        assert t.native_id is not None and _sigint_blocked_in(t.native_id), t.name
+    assert not _sigint_blocked_in(threading.main_thread().native_id or 0)
+    assert len(list(gen)) == 39
 
 
 def test_plan_validation_and_choice() -> None:
