@@ -235,6 +235,9 @@ CHILD = textwrap.dedent(
     """
     import faulthandler, signal, sys, time, numpy as np
     faulthandler.register(signal.SIGUSR1, all_threads=True)  # the test's hang report
+    # a terminal's Python: started as a background job of a shell (as CI's parallel lanes
+    # run), SIGINT is inherited ignored and Python installs no KeyboardInterrupt handler
+    signal.signal(signal.SIGINT, signal.default_int_handler)
     from armvww.pipeline import Plan, Stream, _jobs, run
     sys.path.insert(0, sys.argv[1])
     from tests.test_pipeline import Slow
