@@ -629,7 +629,7 @@ class _Pool:
         def run_here() -> bool:
             """The caller runs the next chunk itself (:attr:`Plan.caller`); False when the
             window is full or the input has ended."""
-            nonlocal held, taken, ended, cost
+            nonlocal held, taken, ended
             n = size
             if pending and held + n > plan.window:
                 return False
@@ -644,7 +644,6 @@ class _Pool:
             pending.append((c, done))
             mine.add(done)
             held += len(c)
-            cost = _item_cost(cost, seconds / len(c))
             return True
 
         top_up()
