@@ -337,7 +337,7 @@ class Detector:
             workers,
             holds_gil,
             replicable=options is not None,
-            on_gpu=self.backend == "GpuAcc",
+            inference_threads=self._session.inference_threads,
         )
         if s.plan.infer:
             if options is None:

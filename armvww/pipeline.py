@@ -284,7 +284,7 @@ def choose_plan(
     inference_holds_gil: bool = False,
     replicable: bool = False,
     frame_pixels: int | None = None,
-    on_gpu: bool = False,
+    inference_threads: int | None = None,
 ) -> Plan:
     """The plan for this input kind and machine (``benchmarks/pipeline_bench.py``; LiteRT on
     x86-64, 2 cores; ``benchmarks/gil_release.py`` for which inference holds the GIL).
@@ -313,12 +313,14 @@ def choose_plan(
       in a worker (see the module docs), not in the caller;
     * frames under :data:`SMALL_FRAME_PIXELS` in a stream (an iterator: a camera's frames,
       whose next frame may not exist yet), or on a backend that is not ``replicable``:
-      no workers,
-      so no frame waits to fill a chunk (two threads lose there: GIL hand-offs cost more
-      than they overlap; 0.8-0.9x sequential; CpuAcc, whose inference already runs on every
-      core: a preparing thread 0.83x, emulated); but ``on_gpu`` (GpuAcc: the cores are idle
-      while the GPU infers) one preparing thread, as for larger frames (GpuAcc on PoCL,
-      delegate route, 96x96: 1.23x sequential);
+      no workers, so no frame waits to fill a chunk (two threads lose there: GIL hand-offs
+      cost more than they overlap; 0.8-0.9x sequential; CpuAcc on its default thread count,
+      whose inference already runs on every core: a preparing thread 0.83x, emulated); but
+      one session whose inference leaves a core free (``inference_threads`` under the
+      cores: GpuAcc, whose cores idle while the GPU infers; CpuRef; CpuAcc with
+      ``cpu_threads`` under the cores) gets one preparing thread, as for larger frames
+      (96x96, emulated, delegate route: GpuAcc on PoCL 1.23x sequential; CpuAcc with
+      ``cpu_threads=1`` 1.24-1.25x);
     * larger frames, and a stream's from :data:`SMALL_FRAME_PIXELS` up (a large frame
       costs the caller a copy into few, large slots): on a ``replicable`` backend one
       thread per core, each preparing and inferring in its own
@@ -350,7 +352,8 @@ def choose_plan(
             infer=True,
             caller=True,
         )
-    if small and not on_gpu:
+    core_free = not replicable and inference_threads is not None and inference_threads < n
+    if small and not core_free:
         return Plan.of("none", reason=f"frames of {frame_pixels} pixels: workers cost more")
     if not files and replicable:
         return Plan.of("thread", n, FRAME_CHUNK, reason=f"arrays on {n} cores", infer=True)
@@ -402,7 +405,7 @@ def _auto(
     holds_gil: bool,
     replicable: bool,
     known: int | None,
-    on_gpu: bool,
+    inference_threads: int | None,
 ) -> tuple[Plan, Iterator[_Job]]:
     """The plan for ``spec``; for ``"auto"``, look at up to :data:`MIN_ITEMS_FOR_PROCESSES`
     items first (they are kept and come first). ``known``: how many items the input holds,
@@ -424,7 +427,7 @@ def _auto(
     else:
         count = known
     pixels = _pixels(head[-1][2]) if head and not files else None
-    plan = choose_plan(files, count, None, holds_gil, replicable, pixels, on_gpu)
+    plan = choose_plan(files, count, None, holds_gil, replicable, pixels, inference_threads)
     return plan, itertools.chain(head, jobs)
 
 
@@ -459,13 +462,14 @@ def stream(
     plan: PlanSpec = "auto",
     inference_holds_gil: bool = False,
     replicable: bool = False,
-    on_gpu: bool = False,
+    inference_threads: int | None = None,
 ) -> Stream:
     """Resolve ``plan`` for ``items``: ``"auto"`` looks at the first items (up to
     :data:`MIN_ITEMS_FOR_PROCESSES` paths, kept and run first) and asks :func:`choose_plan`,
     with whether inference holds the GIL, whether the backend's session is ``replicable``
-    (then the plan may infer in the workers: :attr:`Plan.infer`) and whether it infers
-    ``on_gpu`` (then the cores are free to prepare meanwhile).
+    (then the plan may infer in the workers: :attr:`Plan.infer`) and how many CPU threads
+    one inference keeps busy (``inference_threads``: :attr:`armvww.backends.base.Session.
+    inference_threads`; fewer than the cores leave a core to prepare on meanwhile).
 
     ``items`` follows the input rules of :func:`armvww.images.expand_inputs` (one image, or
     an iterable of them; folders expand; an iterable that raises ends with an error item).
@@ -477,7 +481,7 @@ def stream(
     known = len(items) if isinstance(items, (list, tuple)) else None
     if isinstance(plan, Plan):
         return Stream(plan, jobs, known)
-    resolved, jobs = _auto(plan, jobs, inference_holds_gil, replicable, known, on_gpu)
+    resolved, jobs = _auto(plan, jobs, inference_holds_gil, replicable, known, inference_threads)
     return Stream(resolved, jobs, known)
 
 

@@ -32,6 +32,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -100,26 +101,96 @@ def make_photos(folder: Path, per_size: int = 2) -> list[str]:
     return out
 
 
+@dataclass(frozen=True)
+class Costs:
+    """One round's per-item seconds, each stage run alone on one thread."""
+
+    #: inference on one thread (:func:`one_thread`: CpuAcc with ``cpu_threads=1``)
+    inference: float
+    #: process CPU seconds of that inference (every thread of the process: an OpenCL
+    #: device's work on the cores counts, e.g. GpuAcc on PoCL)
+    inference_cpu_s: float
+    #: preparation (read, decode, ..., quantise)
+    preparation: float
+    #: inference as the detector is configured (CpuAcc: Arm Compute Library's thread pool)
+    configured: float
+    #: process CPU seconds of that inference (a thread pool's work on every core counts)
+    configured_cpu: float
+
+    @property
+    def inference_cpu(self) -> float:
+        """The least CPU an inference takes from the cores: its single-thread cost, or what
+        its threads took (PoCL's device threads: more than the wall time; a real GPU: less)."""
+        return min(self.inference_cpu_s, self.configured_cpu)
+
+    def bound(self, cores: int) -> float:
+        """The CPU bound, items/s: ``cores / (inference + preparation)``, single-thread costs."""
+        return cores / (self.inference_cpu + self.preparation)
+
+    @property
+    def inference_only(self) -> float:
+        """The fastest inference-only rate, items/s (configured or on one thread)."""
+        return 1 / min(self.inference, self.configured)
+
+
+def one_thread(det: Detector, options: ArmNNOptions | None) -> Detector:
+    """``det`` itself where its inference runs on one thread (LiteRT's default: XNNPACK on one
+    thread, measured: process CPU time = wall time), else a second detector of the same model
+    and options but one inference thread (CpuAcc: ``cpu_threads=1``). GpuAcc has no thread
+    option: its CPU cost is the process CPU time its inference takes (PoCL's threads).
+    ``options``: those ``det`` was made with."""
+    opts = options or ArmNNOptions()
+    if det.backend == "CpuAcc" and opts.cpu_threads != 1:
+        return Detector(det.model, backend=det.backend, options=replace(opts, cpu_threads=1))
+    return det
+
+
 def stage_costs(
-    det: Detector, items: list[Any], rounds: int, least: int = STAGE_ITEMS
-) -> tuple[float, float]:
-    """Median per-item seconds (inference, preparation), single thread, interleaved; the
-    distinct ``items`` are repeated to at least ``least`` a measurement."""
+    det: Detector,
+    items: list[Any],
+    rounds: int,
+    least: int = STAGE_ITEMS,
+    one: Detector | None = None,
+) -> Costs:
+    """Median per-item costs, each stage alone, single thread, interleaved (``one``: the
+    one-thread detector of :func:`one_thread`); the distinct ``items`` are repeated to at
+    least ``least`` a measurement."""
+    one = one or det
     items = items * max(1, -(-least // len(items)))
     qs = [det.quantize(x) for x in items]
     det.run(qs[0])  # warm: a first inference may compile kernels (GpuAcc on PoCL: seconds)
+    one.run(qs[0])
     inf: list[float] = []
+    cpu: list[float] = []
     prep: list[float] = []
+    conf: list[float] = []
+    conf_cpu: list[float] = []
+
+    def infer(d: Detector, wall: list[float], cpu_s: list[float]) -> None:
+        t0, c0 = time.perf_counter(), time.process_time()
+        for q in qs:
+            d.run(q)
+        wall.append((time.perf_counter() - t0) / len(qs))
+        cpu_s.append((time.process_time() - c0) / len(qs))
+
     for _ in range(rounds):
         t0 = time.perf_counter()
         for x in items:
             det.quantize(x)
         prep.append((time.perf_counter() - t0) / len(items))
-        t0 = time.perf_counter()
-        for q in qs:
-            det.run(q)
-        inf.append((time.perf_counter() - t0) / len(items))
-    return statistics.median(inf), statistics.median(prep)
+        infer(one, inf, cpu)
+        if one is det:
+            conf.append(inf[-1])
+            conf_cpu.append(cpu[-1])
+        else:
+            infer(det, conf, conf_cpu)
+    return Costs(
+        statistics.median(inf),
+        statistics.median(cpu),
+        statistics.median(prep),
+        statistics.median(conf),
+        statistics.median(conf_cpu),
+    )
 
 
 #: The steady rate is timed after this share of a run's results: worker processes start
@@ -188,19 +259,24 @@ class Report:
         print(f"{'PASS' if ok else 'MISS'}  {name}: {measured:.3f} (goal {rel} {goal})", flush=True)
 
 
+#: A run: a plan for the bench's detector, or (another detector, its plan).
+Run = PlanSpec | tuple[Detector, PlanSpec]
+
+
 def compare(
     rep: Report,
     det: Detector,
     title: str,
     items: list[Any],
-    plans: dict[str, PlanSpec],
+    plans: dict[str, Run],
     rounds: int,
     frames: bool,
     least: int = STAGE_ITEMS,
+    one: Detector | None = None,
 ) -> None:
     """Each round measures the stage costs (over at least ``least`` items, so the bound) and
     then every run, so a change of load between rounds moves bound and runs together; the
-    ratios are per-round medians."""
+    ratios are per-round medians. ``one``: the one-thread detector (:func:`one_thread`)."""
     cores = machine.usable_cores()
     distinct = list({id(x): x for x in items}.values())  # each input once, all sizes
     names = ["sequential", *plans]
@@ -208,38 +284,60 @@ def compare(
     ratios: dict[str, list[float]] = {k: [] for k in names}
     starts: dict[str, list[float]] = {k: [] for k in plans}
     whole: dict[str, list[float]] = {k: [] for k in names}  # incl. start-up, x the goal
-    costs: list[tuple[float, float]] = []
+    costs: list[Costs] = []
     goal_name = "CPU bound"
     for _ in range(rounds):
-        i, p = stage_costs(det, distinct, 1, least)
-        costs.append((i, p))
-        bound = cores / (i + p)
-        inference_only = frames and p < i
+        c = stage_costs(det, distinct, 1, least, one)
+        costs.append(c)
+        inference_only = frames and c.preparation < 1 / c.inference_only
         goal_name = "inference-only rate" if inference_only else "CPU bound"
-        goal_rate = 1 / i if inference_only else bound
+        goal_rate = c.inference_only if inference_only else c.bound(cores)
         total, _, _ = timed(det, items, "none")
         rates["sequential"].append(len(items) / total)
         whole["sequential"].append(len(items) / total / goal_rate)
-        for k, plan in plans.items():
-            total, steady, start = timed(det, items, plan)
+        for k, run in plans.items():
+            d, plan = run if isinstance(run, tuple) else (det, run)
+            total, steady, start = timed(d, items, plan)
             rates[k].append(steady)
             starts[k].append(start)
             whole[k].append(len(items) / total / goal_rate)
         for k in names:
             ratios[k].append(rates[k][-1] / goal_rate)
-    i = statistics.median(c[0] for c in costs)
-    p = statistics.median(c[1] for c in costs)
-    bound = cores / (i + p)
-    med = {k: statistics.median(v) for k, v in rates.items()}
+
+    def med(f: Any) -> float:
+        return float(statistics.median(f(c) for c in costs))
+
+    i, icpu, p = (
+        med(lambda c: c.inference),
+        med(lambda c: c.inference_cpu),
+        med(lambda c: c.preparation),
+    )
+    conf, conf_cpu = med(lambda c: c.configured), med(lambda c: c.configured_cpu)
+    fastest = med(lambda c: 1 / c.inference_only)
+    bound = cores / (icpu + p)
+    rate = {k: statistics.median(v) for k, v in rates.items()}
     mr = {k: statistics.median(v) for k, v in ratios.items()}
+    us = 1e6
+    configured = (
+        ""
+        if one is None or one is det
+        else f" (as configured, the backend's own thread count: "
+        f"{conf * us:.0f} µs, {conf_cpu * us:.0f} µs of CPU)"
+    )
+    cpu_note = (
+        f", {icpu * us:.0f} µs of CPU (the process's, every thread)"
+        if abs(icpu - i) > 0.05 * i
+        else ""
+    )
     rep.add(
         "",
         f"### {title}",
         f"{len(items)} items per run, {rounds} rounds (each: stage costs, then every run), "
-        f"{cores} cores; stage costs (single thread, median of the rounds): inference "
-        f"{i * 1e6:.0f} µs, preparation {p * 1e6:.0f} µs per item -> CPU bound {cores} / "
-        f"({i * 1e6:.0f} + {p * 1e6:.0f} µs) = {bound:.0f}/s; inference-only rate {1 / i:.0f}/s; "
-        f"goal: 0.9 x the {goal_name} (ratios: median over rounds of run / that round's goal)",
+        f"{cores} cores; stage costs (each stage alone, one thread, median of the rounds): "
+        f"inference {i * us:.0f} µs{cpu_note}{configured}, preparation {p * us:.0f} µs per item "
+        f"-> CPU bound {cores} / ({icpu * us:.0f} + {p * us:.0f} µs) = {bound:.0f}/s; "
+        f"inference-only rate {1 / fastest:.0f}/s; goal: 0.9 x the {goal_name} (ratios: median "
+        "over rounds of run / that round's goal)",
         "",
         f"| run | items/s, steady (median) | x {goal_name}, steady (median) | x sequential "
         f"| whole run incl. start-up, x {goal_name} | start-up s |",
@@ -248,7 +346,7 @@ def compare(
     for k in names:
         st = f"{statistics.median(starts[k]):.2f}" if k in starts else "-"
         rep.add(
-            f"| {k} | {med[k]:.0f} | {mr[k]:.3f} | {med[k] / med['sequential']:.3f} "
+            f"| {k} | {rate[k]:.0f} | {mr[k]:.3f} | {rate[k] / rate['sequential']:.3f} "
             f"| {statistics.median(whole[k]):.3f} | {st} |"
         )
     rep.target(f"{title}: pipelined (auto) / {goal_name}", mr["auto"], 0.9, True)
@@ -458,7 +556,7 @@ def main() -> int:
     # whether another plan would do better here (then "auto" should pick it).
     # "(caller infers)": the workers prepare, this process infers; "(infer)": each worker
     # prepares and infers in its own session, this process collects
-    files_plans: dict[str, PlanSpec] = {
+    files_plans: dict[str, Run] = {
         "auto": "auto",
         f"process x{cores}, chunks of 16 (caller infers)": Plan(
             "process", cores, 16, 16 * 8 * cores, "bench"
@@ -471,7 +569,7 @@ def main() -> int:
             "thread", cores, 4, 8 * cores, "bench", infer=True
         ),
     }
-    frame_plans: dict[str, Any] = {
+    frame_plans: dict[str, Run] = {
         "auto": "auto",
         "auto, frames from a generator (a camera: no length known)": STREAMED + "auto",
         "auto, frames pickled to worker processes (no shared-memory ring)": PICKLED + "auto",
@@ -492,20 +590,36 @@ def main() -> int:
         for plans in (files_plans, frame_plans):
             for k in [k for k, v in plans.items() if isinstance(v, Plan) and v.infer]:
                 del plans[k]
+    one = one_thread(det, options)
+    if one is not det:  # CpuAcc: the same plans with one inference thread, the other core free
+        files_plans["auto, one inference thread (cpu_threads=1)"] = (one, "auto")
+        frame_plans["auto, one inference thread (cpu_threads=1)"] = (one, "auto")
+        frame_plans["thread x1 (caller infers), one inference thread"] = (
+            one,
+            Plan("thread", 1, 1, 2, "bench"),
+        )
     photos = sample_paths()
     if "photos" in sets:
         # >= 1000 files per run: the regime where "auto" starts worker processes; 5,200 so
         # that the workers' start (both sessions opening) is a small part of the steady rate
         k = times(400)
         compare(
-            rep, det, f"the 13 shared photos (x {k})", photos * k, files_plans, rounds, False, least
+            rep,
+            det,
+            f"the 13 shared photos (x {k})",
+            photos * k,
+            files_plans,
+            rounds,
+            False,
+            least,
+            one,
         )
     if "generated" in sets:
         with tempfile.TemporaryDirectory() as tmp:
             gen = make_photos(Path(tmp))
             k = times(50)
             title = f"{len(gen)} generated PNG+JPEG, 96x96 to 1920x1080 (x {k})"
-            compare(rep, det, title, gen * k, files_plans, rounds, False, least)
+            compare(rep, det, title, gen * k, files_plans, rounds, False, least, one)
     rng = np.random.default_rng(3)
     for w, h in SETS_FRAMES:
         if f"frames{w}" not in sets:
@@ -522,7 +636,7 @@ def main() -> int:
         else:
             items = fr * k
             title = f"frames {w}x{h} uint8 RGB arrays (8 arrays x {k})"
-        compare(rep, det, title, items, frame_plans, rounds, True, least)
+        compare(rep, det, title, items, frame_plans, rounds, True, least, one)
     if "ceiling" in sets:
         two_streams(rep, photos * times(40))
     if "one-core" in sets:

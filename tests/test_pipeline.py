@@ -649,11 +649,20 @@ def test_plan_validation_and_choice() -> None:
     assert min_batch_frames(8 * 8) > n
     vga_batch = choose_plan(False, 400, cores=2, replicable=True, frame_pixels=640 * 480)
     assert (vga_batch.kind, vga_batch.caller) == ("process", True)
-    # one session on the CPU (CpuAcc: its inference uses every core): no workers; on a GPU
-    # (the cores idle while it infers): one thread prepares while it infers
+    # one session whose inference runs on every core (CpuAcc's default): no workers; one
+    # that leaves a core free (a GPU, whose cores idle while it infers; CpuAcc on fewer
+    # threads than cores; CpuRef): one thread prepares while it infers
     assert choose_plan(False, 4800, cores=2, frame_pixels=96 * 96).kind == "none"
-    gpu = choose_plan(False, None, cores=2, frame_pixels=96 * 96, on_gpu=True)
-    assert (gpu.kind, gpu.workers, gpu.infer) == ("thread", 1, False)
+    every = choose_plan(False, 4800, cores=2, frame_pixels=96 * 96, inference_threads=2)
+    assert every.kind == "none"
+    for threads in (0, 1):
+        free = choose_plan(False, None, cores=2, frame_pixels=96 * 96, inference_threads=threads)
+        assert (free.kind, free.workers, free.infer) == ("thread", 1, False)
+    # a replicable session (LiteRT, one thread) keeps the measured rule for small frames
+    litert = choose_plan(
+        False, None, cores=2, replicable=True, frame_pixels=96 * 96, inference_threads=1
+    )
+    assert litert.kind == "none"
     big = choose_plan(False, 200, cores=2, replicable=True, frame_pixels=640 * 480)
     assert (big.kind, big.infer) == ("thread", True)  # too few to start a process: threads
     # 320x240: a batch goes to processes (frames through shared memory), a stream to threads

@@ -14,13 +14,14 @@ This module holds the three backend classes and the route choice; the options ar
 from __future__ import annotations
 
 import logging
+import weakref
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any, ClassVar
 
 from ..errors import BackendUnavailableError, DefectiveRuntimeError, OptionError
 from ..model import Model
-from . import armnn_delegate, armnn_vet
+from . import armnn_delegate, armnn_threads, armnn_vet
 from .armnn_options import ARMNN_BACKENDS, ROUTES, ArmNNOptions, install_hint
 from .armnn_parser import ArmNNSession, import_pyarmnn, open_session, probe, runtime
 from .base import Availability, Backend, BackendOptions, Session
@@ -253,13 +254,27 @@ class _ArmNNBackend(Backend):
             delegate_probe=found,
             defective=defective,
         )
-        session: Session
-        if found is not None:
-            session = armnn_delegate.DelegateSession(
-                model, prefs, opts, Path(av["library"]), found, defective
-            )
-        else:
-            session = open_session(model, prefs, opts, defective)
+        # CpuAcc's thread count is one per process (armnn_threads): booked before the load
+        claim = armnn_threads.claim(opts.cpu_threads) if "CpuAcc" in prefs else None
+        session: ArmNNSession | armnn_delegate.DelegateSession
+        try:
+            if found is not None:
+                session = armnn_delegate.DelegateSession(
+                    model,
+                    prefs,
+                    opts,
+                    Path(av["library"]),
+                    found,
+                    defective,
+                    fresh=claim is not None and claim.must_load,
+                )
+            else:
+                session = open_session(model, prefs, opts, defective)
+        except BaseException:
+            if claim is not None:
+                claim.release()
+            raise
+        _threads(session, claim)
         info = getattr(session, "info", None)
         if isinstance(info, dict):
             info["vetting"] = (
@@ -268,6 +283,28 @@ class _ArmNNBackend(Backend):
                 else ("off" if opts.vet == "off" else f"not needed: pinned {model.name}")
             )
         return session
+
+
+def _threads(
+    session: ArmNNSession | armnn_delegate.DelegateSession,
+    claim: armnn_threads.ThreadClaim | None,
+) -> None:
+    """Say how many CPU threads ``session``'s inference keeps busy, and hold ``claim`` until
+    the session closes or is collected."""
+    if session.backend == "GpuAcc":
+        session.inference_threads = 0
+    elif session.backend == "CpuRef":
+        session.inference_threads = 1
+    if claim is None:
+        return
+    session.threads_claim = claim
+    weakref.finalize(session, claim.release)
+    if session.backend == "CpuAcc":
+        session.inference_threads = claim.threads
+    session.info["cpu_threads"] = armnn_threads.describe(claim.threads)
+    if claim.note:
+        session.info["cpu_threads_note"] = claim.note
+        log.warning("CpuAcc %s", claim.note)
 
 
 class GpuAccBackend(_ArmNNBackend):

@@ -69,6 +69,7 @@ from .. import hints
 from ..errors import BackendError, BackendUnavailableError, OptionError
 from ..model import Model
 from .armnn_options import ARMNN_BACKENDS, ArmNNOptions, probe_timeout, publish_cached_network
+from .armnn_threads import ThreadClaim
 from .base import Session, emulation_info
 from .litert import _probe as litert_probe
 
@@ -639,12 +640,15 @@ def _quiet_stderr() -> Iterator[None]:
                 log.warning("delegate: %s", line)
 
 
-def _acquire(model: Model, path: str, d: dict[str, str], mod: ModuleType) -> tuple[_Pooled, bool]:
-    """An interpreter of ``model`` with the shared delegate (reused when one is idle)."""
+def _acquire(
+    model: Model, path: str, d: dict[str, str], mod: ModuleType, reuse: bool = True
+) -> tuple[_Pooled, bool]:
+    """An interpreter of ``model`` with the shared delegate (reused when one is idle and
+    ``reuse``)."""
     dkey = (path, tuple(sorted(d.items())))
     with _lock:
         idle = _idle.get((model.sha1, dkey))
-        if idle:
+        if idle and reuse:
             pooled = idle.pop()
             if not idle:
                 del _idle[(model.sha1, dkey)]
@@ -777,6 +781,8 @@ class DelegateSession(Session):
     """One model in LiteRT's interpreter with the Arm NN delegate on ``prefs`` (in order)."""
 
     route = "delegate"
+    #: The CpuAcc thread count this session holds (released at close).
+    threads_claim: ThreadClaim | None = None
 
     def __init__(
         self,
@@ -786,7 +792,11 @@ class DelegateSession(Session):
         path: Path,
         found: DelegateProbe,
         defective: bool,
+        fresh: bool = False,
     ) -> None:
+        """``fresh``: load a new interpreter even where an idle one of the same model and
+        options could be reused (CpuAcc: the load sets the process's thread count, which a
+        later load may have changed since; :mod:`armvww.backends.armnn_threads`)."""
         mod, litert = import_litert()
         self.backend = prefs[0]
         version = found.version or "Arm NN (version unknown)"
@@ -813,7 +823,7 @@ class DelegateSession(Session):
             self.info["defective_pad"] = True
         t0 = time.perf_counter()
         try:
-            pooled, reused = _acquire(model, str(path), d, mod)
+            pooled, reused = _acquire(model, str(path), d, mod, reuse=not fresh)
         except BaseException:
             if cache_tmp is not None:
                 with contextlib.suppress(OSError):
@@ -889,6 +899,8 @@ class DelegateSession(Session):
         _open.discard(self)
         if pooled is not None:
             _release(self._sha1, pooled)
+        if self.threads_claim is not None:
+            self.threads_claim.release()
 
 
 def _closed(*_a: object) -> Any:

@@ -44,6 +44,7 @@ import numpy as np
 from ..errors import BackendError, BackendUnavailableError, OptionError
 from ..model import Model
 from .armnn_options import ArmNNOptions, probe_timeout, publish_cached_network
+from .armnn_threads import ThreadClaim
 from .base import Session, emulation_info
 
 log = logging.getLogger(__name__)
@@ -243,6 +244,8 @@ class ArmNNSession(Session):
     """One network loaded on Arm NN (parser route) with an ordered backend preference list."""
 
     route = "parser"
+    #: The CpuAcc thread count this session holds (released at close).
+    threads_claim: ThreadClaim | None = None
 
     def __init__(self, model: Model, prefs: Sequence[str], opts: ArmNNOptions, defective: bool):
         ann = import_pyarmnn()
@@ -469,6 +472,8 @@ class ArmNNSession(Session):
             net_id, self._net_id = self._net_id, None
             with _runtime_lock, contextlib.suppress(Exception):
                 self._rt.UnloadNetwork(net_id)
+        if self.threads_claim is not None:
+            self.threads_claim.release()
 
 
 def open_session(

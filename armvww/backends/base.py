@@ -74,6 +74,10 @@ class Session(abc.ABC):
     #: workers its own session. ``None``: one session only (a GPU, a runtime that holds the
     #: GIL or is costly to open).
     replica_options: BackendOptions | None = None
+    #: CPU threads one inference keeps busy: 0 where a GPU computes, ``None`` where it is
+    #: every core (CpuAcc's default) or unknown. Where it leaves a core free, the pipeline
+    #: prepares the next frame on it even for small frames (:func:`armvww.pipeline.choose_plan`).
+    inference_threads: int | None = None
 
     @abc.abstractmethod
     def run(self, q: np.ndarray) -> np.ndarray:

@@ -220,6 +220,9 @@ class LiteRTSession(Session):
         self.backend = LiteRTBackend.name
         self.runtime = desc
         self.replica_options = options
+        # LiteRT's default runs a graph this small on one thread (measured: process CPU time
+        # = wall time an invoke)
+        self.inference_threads = options.threads or 1
         kwargs: dict[str, Any] = {"model_content": model.data}
         if options.threads is not None:
             kwargs["num_threads"] = options.threads

@@ -308,6 +308,80 @@ def test_cpu_threads_sets_the_compute_library_thread_pool() -> None:
     assert extra[3] - extra[1] == 2, extra
 
 
+_ONE_COUNT_PER_PROCESS = """
+import json, os, sys, numpy as np, armvww
+from armvww.backends import armnn
+from armvww.errors import OptionError
+from armvww.model import tflite_build as tb
+route = sys.argv[1]
+armnn.probe()  # the probe's child process comes and goes before the counts
+model = tb.tiny_vww_model()
+x = np.zeros((1, 8, 8, 1), np.int8)
+
+def det(n):
+    opts = armnn.ArmNNOptions(route=route, cpu_threads=n)
+    d = armvww.Detector(model, backend="CpuAcc", options=opts)
+    d.run(x)
+    return d
+
+def tasks():
+    return len(os.listdir("/proc/self/task"))
+
+out = {}
+a = det(1)
+out["a"] = tasks()
+try:
+    det(3)
+    out["refused"] = ""
+except OptionError as exc:
+    out["refused"] = str(exc)
+out["a_after_refusal"] = tasks()
+b = det(None)
+out["b"] = [b.session_info.get("cpu_threads"), b.session_info.get("cpu_threads_note", "")]
+a.close()
+b.close()
+c = det(3)
+out["c"] = [tasks(), c.session_info.get("cpu_threads")]
+c.close()
+d = det(1)  # the delegate route has an idle interpreter of these options: loaded anew
+out["d"] = [tasks(), d.session_info.get("interpreter", "")]
+d.close()
+e = det(None)  # nothing open: runs on what the last load set, and says so
+out["e"] = [tasks(), e.session_info.get("cpu_threads"), e.session_info.get("cpu_threads_note", "")]
+e.close()
+print(json.dumps(out))
+"""
+
+
+@pytest.mark.parametrize("route", ["parser", "delegate"])
+def test_cpu_threads_are_one_count_per_process(route: str) -> None:
+    """CpuAcc's thread count is the Compute Library scheduler's, one for the process: a
+    Detector that would change an open one's count is refused (the open one keeps its
+    threads), one with ``cpu_threads=None`` runs on and reports the count in force, and a
+    session never reuses a network loaded under another count. Counted by the scheduler's
+    worker threads in ``/proc/self/task`` (threads - 1 of them)."""
+    _cpuacc_or_skip()
+    if route == "delegate" and not armnn.delegate_route("CpuAcc")["available"]:
+        pytest.skip("no Arm NN delegate here")
+    out = subprocess.run(
+        [sys.executable, "-c", _ONE_COUNT_PER_PROCESS, route],
+        capture_output=True,
+        text=True,
+        timeout=900,
+    )
+    assert out.returncode == 0, out.stderr[-3000:]
+    r = json.loads(out.stdout.strip().splitlines()[-1])
+    report_line(f"CpuAcc one thread count per process ({route}): {r}")
+    assert "one for the whole process" in r["refused"] and "cpu_threads=3" in r["refused"]
+    assert r["a_after_refusal"] == r["a"]  # the refused load started no threads
+    assert r["b"][0] == "1" and "the open CpuAcc session" in r["b"][1]
+    assert r["c"] == [r["a"] + 2, "3"]
+    assert r["d"][0] == r["a"]  # back to 1 thread: the load happened
+    if route == "delegate":
+        assert r["d"][1] == "new"
+    assert r["e"][:2] == [r["a"], "1"] and "earlier CpuAcc session" in r["e"][2]
+
+
 def test_cpu_fast_math_is_a_no_op_for_int8(samples) -> None:
     """Arm NN's CpuAcc fast math only lets the Compute Library pick Winograd / reduced
     precision kernels for float32/16 convolutions; for the int8 VWW models it changes

@@ -318,6 +318,8 @@ def test_trixie_arm64_cpuacc_emulated(tmp_path: Path) -> None:
             "test_fallback_from_gpuacc_to_cpuacc",
             "test_broken_opencl_icd_is_a_reason",
             "test_cpu_threads_sets_the_compute_library_thread_pool",
+            "test_cpu_threads_are_one_count_per_process[parser]",
+            "test_cpu_threads_are_one_count_per_process[delegate]",
             "test_cpu_fast_math_is_a_no_op_for_int8",
             "test_offloaded_layers_are_reported",
             "test_per_layer_points_at_the_perturbed_layer[CpuAcc]",
