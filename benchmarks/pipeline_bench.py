@@ -32,7 +32,7 @@ import subprocess
 import sys
 import tempfile
 import time
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -103,94 +103,43 @@ def make_photos(folder: Path, per_size: int = 2) -> list[str]:
 
 @dataclass(frozen=True)
 class Costs:
-    """One round's per-item seconds, each stage run alone on one thread."""
+    """One round's per-item seconds, each stage run alone on one Python thread."""
 
-    #: inference on one thread (:func:`one_thread`: CpuAcc with ``cpu_threads=1``)
+    #: inference, wall time (``Detector.run``)
     inference: float
-    #: process CPU seconds of that inference (every thread of the process: an OpenCL
-    #: device's work on the cores counts, e.g. GpuAcc on PoCL)
-    inference_cpu_s: float
-    #: preparation (read, decode, ..., quantise)
+    #: the process's CPU seconds over that inference: every thread's, so a thread pool's
+    #: (CpuAcc's default: the Compute Library's on every core) or an OpenCL device's on the
+    #: CPU (GpuAcc on PoCL) counts; for a one-thread inference it is the wall time
+    inference_cpu: float
+    #: preparation (read, decode, EXIF, resize, crop, grey, quantise), one thread
     preparation: float
-    #: inference as the detector is configured (CpuAcc: Arm Compute Library's thread pool)
-    configured: float
-    #: process CPU seconds of that inference (a thread pool's work on every core counts)
-    configured_cpu: float
-
-    @property
-    def inference_cpu(self) -> float:
-        """The least CPU an inference takes from the cores: its single-thread cost, or what
-        its threads took (PoCL's device threads: more than the wall time; a real GPU: less)."""
-        return min(self.inference_cpu_s, self.configured_cpu)
 
     def bound(self, cores: int) -> float:
-        """The CPU bound, items/s: ``cores / (inference + preparation)``, single-thread costs."""
+        """The CPU bound, items/s: ``cores / (inference + preparation)``, each stage's cost
+        in CPU time (what it takes from the cores; for one-thread stages, their time)."""
         return cores / (self.inference_cpu + self.preparation)
 
-    @property
-    def inference_only(self) -> float:
-        """The fastest inference-only rate, items/s (configured or on one thread)."""
-        return 1 / min(self.inference, self.configured)
 
-
-def one_thread(det: Detector, options: ArmNNOptions | None) -> Detector:
-    """``det`` itself where its inference runs on one thread (LiteRT's default: XNNPACK on one
-    thread, measured: process CPU time = wall time), else a second detector of the same model
-    and options but one inference thread (CpuAcc: ``cpu_threads=1``). GpuAcc has no thread
-    option: its CPU cost is the process CPU time its inference takes (PoCL's threads).
-    ``options``: those ``det`` was made with."""
-    opts = options or ArmNNOptions()
-    if det.backend == "CpuAcc" and opts.cpu_threads != 1:
-        return Detector(det.model, backend=det.backend, options=replace(opts, cpu_threads=1))
-    return det
-
-
-def stage_costs(
-    det: Detector,
-    items: list[Any],
-    rounds: int,
-    least: int = STAGE_ITEMS,
-    one: Detector | None = None,
-) -> Costs:
-    """Median per-item costs, each stage alone, single thread, interleaved (``one``: the
-    one-thread detector of :func:`one_thread`); the distinct ``items`` are repeated to at
-    least ``least`` a measurement."""
-    one = one or det
+def stage_costs(det: Detector, items: list[Any], rounds: int, least: int = STAGE_ITEMS) -> Costs:
+    """Median per-item costs, each stage alone, single thread, interleaved; the distinct
+    ``items`` are repeated to at least ``least`` a measurement."""
     items = items * max(1, -(-least // len(items)))
     qs = [det.quantize(x) for x in items]
     det.run(qs[0])  # warm: a first inference may compile kernels (GpuAcc on PoCL: seconds)
-    one.run(qs[0])
     inf: list[float] = []
     cpu: list[float] = []
     prep: list[float] = []
-    conf: list[float] = []
-    conf_cpu: list[float] = []
-
-    def infer(d: Detector, wall: list[float], cpu_s: list[float]) -> None:
-        t0, c0 = time.perf_counter(), time.process_time()
-        for q in qs:
-            d.run(q)
-        wall.append((time.perf_counter() - t0) / len(qs))
-        cpu_s.append((time.process_time() - c0) / len(qs))
-
     for _ in range(rounds):
         t0 = time.perf_counter()
         for x in items:
             det.quantize(x)
         prep.append((time.perf_counter() - t0) / len(items))
-        infer(one, inf, cpu)
-        if one is det:
-            conf.append(inf[-1])
-            conf_cpu.append(cpu[-1])
-        else:
-            infer(det, conf, conf_cpu)
-    return Costs(
-        statistics.median(inf),
-        statistics.median(cpu),
-        statistics.median(prep),
-        statistics.median(conf),
-        statistics.median(conf_cpu),
-    )
+        t0, c0 = time.perf_counter(), time.process_time()
+        for q in qs:
+            det.run(q)
+        inf.append((time.perf_counter() - t0) / len(qs))
+        cpu.append((time.process_time() - c0) / len(qs))
+    return Costs(statistics.median(inf), statistics.median(cpu), statistics.median(prep))
 
 
 #: The steady rate is timed after this share of a run's results: worker processes start
@@ -259,24 +208,19 @@ class Report:
         print(f"{'PASS' if ok else 'MISS'}  {name}: {measured:.3f} (goal {rel} {goal})", flush=True)
 
 
-#: A run: a plan for the bench's detector, or (another detector, its plan).
-Run = PlanSpec | tuple[Detector, PlanSpec]
-
-
 def compare(
     rep: Report,
     det: Detector,
     title: str,
     items: list[Any],
-    plans: dict[str, Run],
+    plans: dict[str, PlanSpec],
     rounds: int,
     frames: bool,
     least: int = STAGE_ITEMS,
-    one: Detector | None = None,
 ) -> None:
     """Each round measures the stage costs (over at least ``least`` items, so the bound) and
     then every run, so a change of load between rounds moves bound and runs together; the
-    ratios are per-round medians. ``one``: the one-thread detector (:func:`one_thread`)."""
+    ratios are per-round medians."""
     cores = machine.usable_cores()
     distinct = list({id(x): x for x in items}.values())  # each input once, all sizes
     names = ["sequential", *plans]
@@ -287,17 +231,16 @@ def compare(
     costs: list[Costs] = []
     goal_name = "CPU bound"
     for _ in range(rounds):
-        c = stage_costs(det, distinct, 1, least, one)
+        c = stage_costs(det, distinct, 1, least)
         costs.append(c)
-        inference_only = frames and c.preparation < 1 / c.inference_only
+        inference_only = frames and c.preparation < c.inference
         goal_name = "inference-only rate" if inference_only else "CPU bound"
-        goal_rate = c.inference_only if inference_only else c.bound(cores)
+        goal_rate = 1 / c.inference if inference_only else c.bound(cores)
         total, _, _ = timed(det, items, "none")
         rates["sequential"].append(len(items) / total)
         whole["sequential"].append(len(items) / total / goal_rate)
-        for k, run in plans.items():
-            d, plan = run if isinstance(run, tuple) else (det, run)
-            total, steady, start = timed(d, items, plan)
+        for k, plan in plans.items():
+            total, steady, start = timed(det, items, plan)
             rates[k].append(steady)
             starts[k].append(start)
             whole[k].append(len(items) / total / goal_rate)
@@ -312,32 +255,20 @@ def compare(
         med(lambda c: c.inference_cpu),
         med(lambda c: c.preparation),
     )
-    conf, conf_cpu = med(lambda c: c.configured), med(lambda c: c.configured_cpu)
-    fastest = med(lambda c: 1 / c.inference_only)
     bound = cores / (icpu + p)
     rate = {k: statistics.median(v) for k, v in rates.items()}
     mr = {k: statistics.median(v) for k, v in ratios.items()}
     us = 1e6
-    configured = (
-        ""
-        if one is None or one is det
-        else f" (as configured, the backend's own thread count: "
-        f"{conf * us:.0f} µs, {conf_cpu * us:.0f} µs of CPU)"
-    )
-    cpu_note = (
-        f", {icpu * us:.0f} µs of CPU (the process's, every thread)"
-        if abs(icpu - i) > 0.05 * i
-        else ""
-    )
+    cpu_note = f" ({icpu * us:.0f} µs of CPU, every thread's)" if abs(icpu - i) > 0.05 * i else ""
     rep.add(
         "",
         f"### {title}",
         f"{len(items)} items per run, {rounds} rounds (each: stage costs, then every run), "
-        f"{cores} cores; stage costs (each stage alone, one thread, median of the rounds): "
-        f"inference {i * us:.0f} µs{cpu_note}{configured}, preparation {p * us:.0f} µs per item "
-        f"-> CPU bound {cores} / ({icpu * us:.0f} + {p * us:.0f} µs) = {bound:.0f}/s; "
-        f"inference-only rate {1 / fastest:.0f}/s; goal: 0.9 x the {goal_name} (ratios: median "
-        "over rounds of run / that round's goal)",
+        f"{cores} cores; stage costs (each stage alone, median of the rounds): inference "
+        f"{i * us:.0f} µs{cpu_note}, preparation {p * us:.0f} µs per item -> CPU bound {cores} / "
+        f"({icpu * us:.0f} + {p * us:.0f} µs of CPU) = {bound:.0f}/s; inference-only rate "
+        f"{1 / i:.0f}/s; goal: 0.9 x the {goal_name} (ratios: median over rounds of run / that "
+        "round's goal)",
         "",
         f"| run | items/s, steady (median) | x {goal_name}, steady (median) | x sequential "
         f"| whole run incl. start-up, x {goal_name} | start-up s |",
@@ -524,6 +455,12 @@ def main() -> int:
         choices=("parser", "delegate"),
         help="the Arm NN route (ArmNNOptions.route) for an Arm NN backend",
     )
+    ap.add_argument(
+        "--cpu-threads",
+        type=int,
+        help="CpuAcc's thread count (ArmNNOptions.cpu_threads; one per process): 1 makes "
+        "every stage cost a single-thread one and leaves the other cores to preparation",
+    )
     ap.add_argument("--sets", default=",".join(SETS), help=f"input sets, of {','.join(SETS)}")
     ap.add_argument("--scale", type=float, default=1.0, help="x the item counts (< 1: fewer)")
     ap.add_argument("--rounds", type=int, help="rounds per set (default 3 quick, else 5)")
@@ -542,7 +479,11 @@ def main() -> int:
     load0 = machine.loadavg()
     rep = Report()
     model: Any = tflite_build.vww_ops_model() if args.model == "vww-ops" else args.model
-    options = ArmNNOptions(route=args.route) if args.route else None
+    options = (
+        ArmNNOptions(route=args.route or "auto", cpu_threads=args.cpu_threads)
+        if args.route or args.cpu_threads
+        else None
+    )
     det = Detector(model, backend=args.backend, options=options)
 
     def times(k: int) -> int:
@@ -556,7 +497,7 @@ def main() -> int:
     # whether another plan would do better here (then "auto" should pick it).
     # "(caller infers)": the workers prepare, this process infers; "(infer)": each worker
     # prepares and infers in its own session, this process collects
-    files_plans: dict[str, Run] = {
+    files_plans: dict[str, PlanSpec] = {
         "auto": "auto",
         f"process x{cores}, chunks of 16 (caller infers)": Plan(
             "process", cores, 16, 16 * 8 * cores, "bench"
@@ -569,7 +510,7 @@ def main() -> int:
             "thread", cores, 4, 8 * cores, "bench", infer=True
         ),
     }
-    frame_plans: dict[str, Run] = {
+    frame_plans: dict[str, Any] = {
         "auto": "auto",
         "auto, frames from a generator (a camera: no length known)": STREAMED + "auto",
         "auto, frames pickled to worker processes (no shared-memory ring)": PICKLED + "auto",
@@ -590,14 +531,6 @@ def main() -> int:
         for plans in (files_plans, frame_plans):
             for k in [k for k, v in plans.items() if isinstance(v, Plan) and v.infer]:
                 del plans[k]
-    one = one_thread(det, options)
-    if one is not det:  # CpuAcc: the same plans with one inference thread, the other core free
-        files_plans["auto, one inference thread (cpu_threads=1)"] = (one, "auto")
-        frame_plans["auto, one inference thread (cpu_threads=1)"] = (one, "auto")
-        frame_plans["thread x1 (caller infers), one inference thread"] = (
-            one,
-            Plan("thread", 1, 1, 2, "bench"),
-        )
     photos = sample_paths()
     if "photos" in sets:
         # >= 1000 files per run: the regime where "auto" starts worker processes; 5,200 so
@@ -612,14 +545,13 @@ def main() -> int:
             rounds,
             False,
             least,
-            one,
         )
     if "generated" in sets:
         with tempfile.TemporaryDirectory() as tmp:
             gen = make_photos(Path(tmp))
             k = times(50)
             title = f"{len(gen)} generated PNG+JPEG, 96x96 to 1920x1080 (x {k})"
-            compare(rep, det, title, gen * k, files_plans, rounds, False, least, one)
+            compare(rep, det, title, gen * k, files_plans, rounds, False, least)
     rng = np.random.default_rng(3)
     for w, h in SETS_FRAMES:
         if f"frames{w}" not in sets:
@@ -636,7 +568,7 @@ def main() -> int:
         else:
             items = fr * k
             title = f"frames {w}x{h} uint8 RGB arrays (8 arrays x {k})"
-        compare(rep, det, title, items, frame_plans, rounds, True, least, one)
+        compare(rep, det, title, items, frame_plans, rounds, True, least)
     if "ceiling" in sets:
         two_streams(rep, photos * times(40))
     if "one-core" in sets:
@@ -663,6 +595,8 @@ def main() -> int:
     emulated = str(det.session_info.get("emulation", ""))
     name = "vww_ops_model (armvww's own)" if args.model == "vww-ops" else det.model.name
     route = f", {det.route} route" if det.route else ""
+    if "cpu_threads" in det.session_info:
+        route += f", CpuAcc threads: {det.session_info['cpu_threads']}"
     head = [
         f"# armvww pipeline benchmark: {platform.machine()}",
         "",
