@@ -317,8 +317,9 @@ class Detector:
         whose session can be replicated (LiteRT), a plan may run inference in the workers
         too, each in its own session of the same backend, options and runtime (the results
         say so exactly as this Detector's own would). ``"auto"`` chooses by input kind,
-        usable cores, whether the inference holds the GIL (the Arm NN parser route does)
-        and whether the session can be replicated (:func:`armvww.pipeline.choose_plan`);
+        usable cores, whether the inference holds the GIL (the Arm NN parser route does),
+        whether the session can be replicated and whether its inference leaves a core free
+        (``session.inference_threads``; :func:`armvww.pipeline.choose_plan`);
         ``"none"`` is the plain sequential loop; ``"thread"``, ``"process"`` or a
         :class:`~armvww.pipeline.Plan` override it. At most ``Plan.window`` items are held.
         A worker process that dies is retried item by item and then an error on its item;

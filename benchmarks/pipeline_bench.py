@@ -233,7 +233,9 @@ def compare(
     for _ in range(rounds):
         c = stage_costs(det, distinct, 1, least)
         costs.append(c)
-        inference_only = frames and c.preparation < c.inference
+        # frames, and files on a backend with one session (its inferences are one stream:
+        # they cannot use more than one core's share however well preparation overlaps)
+        inference_only = (frames or not det.replicable) and c.preparation < c.inference
         goal_name = "inference-only rate" if inference_only else "CPU bound"
         goal_rate = 1 / c.inference if inference_only else c.bound(cores)
         total, _, _ = timed(det, items, "none")
