@@ -320,7 +320,7 @@ def choose_plan(
       cores: GpuAcc, whose cores idle while the GPU infers; CpuRef; CpuAcc with
       ``cpu_threads`` under the cores) gets one preparing thread, as for larger frames
       (96x96, emulated, delegate route: GpuAcc on PoCL 1.23x sequential; CpuAcc with
-      ``cpu_threads=1`` 1.24-1.25x);
+      ``cpu_threads=1`` 1.23-1.25x);
     * larger frames, and a stream's from :data:`SMALL_FRAME_PIXELS` up (a large frame
       costs the caller a copy into few, large slots): on a ``replicable`` backend one
       thread per core, each preparing and inferring in its own
