@@ -214,6 +214,7 @@ NO_ARM_BACKENDS = {
     "*::test_fallback_from_gpuacc_to_cpuacc": "CpuAcc unavailable here",
     "*::test_broken_opencl_icd_is_a_reason": "needs the GpuAcc backend",
     "*::test_cpu_threads_sets_the_compute_library_thread_pool": "CpuAcc unavailable here",
+    "*::test_cpu_threads_are_one_count_per_process[*]": "CpuAcc unavailable here",
     "*::test_cpu_fast_math_is_a_no_op_for_int8": "CpuAcc unavailable here",
     "*::test_offloaded_layers_are_reported": "CpuAcc unavailable here",
 }
