@@ -4,11 +4,13 @@ Arm NN's CpuAcc gives ``NumberOfThreads`` (``ArmNNOptions.cpu_threads``) to the 
 Library's scheduler, a process-wide singleton, when it loads a network; a network loaded
 without it leaves the scheduler as it is (its default: one thread per CPU). So every CpuAcc
 network of a process runs on the count the latest load set, whichever session asked for it,
-on both routes (they share ``libarmnn``). Measured in armvww:arm64 under qemu
-(``benchmarks/pipeline_bench.py``'s probe, vww2): a session opened with the default ran on 2
-threads (wall 12.6 ms, 14.4 ms of CPU an inference), then on 1 thread (8.1 ms, 8.1 ms of CPU)
-once a second session with ``cpu_threads=1`` had loaded; a third with ``cpu_threads=2`` moved
-both earlier ones back to 2.
+on both routes (they share ``libarmnn``). Measured in armvww:arm64 under qemu (a one-off
+probe, delegate route, vww2, 2026-12-05): a session opened with the default ran on 2 threads
+(wall 12.6 ms, 14.4 ms of CPU an inference), then on 1 thread (8.1 ms, 8.1 ms of CPU) once a
+second session with ``cpu_threads=1`` had loaded; a third with ``cpu_threads=2`` moved both
+earlier ones back to 2. ``tests/armnn/test_armnn_backend.py::
+test_cpu_threads_are_one_count_per_process`` checks the books against the scheduler's worker
+threads in ``/proc/self/task``.
 
 This module keeps the books so that a session never runs on a count other than the one it
 reports: :func:`claim` before a load that may involve CpuAcc, :meth:`ThreadClaim.release`
